@@ -1,0 +1,100 @@
+"""Models: the embedded tiny model built from scratch, and any Hugging Face checkpoint.
+
+The tiny model needs no hub access: a byte-level BPE tokenizer is trained on the expert corpus, and a
+small Qwen2-architecture causal LM is initialised from a config. It is saved as an ordinary checkpoint
+folder, so every later stage loads it exactly like Qwen2.5 (`AutoModelForCausalLM.from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from hpl.chat import IM_END, IM_START
+
+PAD = "<|endoftext|>"
+SPECIAL_TOKENS = [PAD, IM_START, IM_END]
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint could not be loaded; the message names the path."""
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE tokenizer (like Qwen's) trained on `texts`, with the ChatML special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token=PAD, eos_token=IM_END, bos_token=None, unk_token=None
+    )
+
+
+def conversation_texts(records: Iterable[dict]) -> Iterable[str]:
+    """Every turn of every trajectory, the corpus the tiny tokenizer is trained on."""
+    for record in records:
+        for turn in record["conversations"]:
+            yield turn["value"]
+
+
+def build_tiny_model(records: list[dict], out_dir: str | os.PathLike, spec: dict[str, Any], seed: int = 0):
+    """Train the tokenizer on `records`, initialise a Qwen2 LM of `spec` sizes, save both to `out_dir`."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = train_tokenizer(conversation_texts(records), spec["vocab_size"])
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec["hidden_size"],
+        intermediate_size=spec["intermediate_size"],
+        num_hidden_layers=spec["num_layers"],
+        num_attention_heads=spec["num_heads"],
+        num_key_value_heads=spec.get("num_kv_heads", spec["num_heads"]),
+        max_position_embeddings=spec["max_positions"],
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return model, tokenizer
+
+
+def load_model(path: str | os.PathLike, dtype: str = "float32"):
+    """(model, tokenizer) from a checkpoint folder or hub id; an error naming `path` if it fails."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    except Exception as err:  # transformers raises many kinds; the path is what the user needs
+        raise ModelLoadError(f"cannot load model checkpoint {path}: {err}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Token ids that end an agent turn: <|im_end|> and the tokenizer's own eos."""
+    ids = {tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id}
+    return sorted(i for i in ids if i is not None and i >= 0)
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())

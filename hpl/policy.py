@@ -1,0 +1,87 @@
+"""Policies: something that answers a batch of conversations with one agent turn each.
+
+`HFPolicy` wraps a Hugging Face causal LM and generates for many live episodes in one padded batch
+(left padding, KV cache within a turn). Greedy when temperature is 0 (evaluation), sampled otherwise
+(exploration, Monte Carlo rollouts). A conversation longer than the context keeps its opening turns
+(instruction, "OK", the task) and drops the oldest (action, observation) pairs after them: the task is
+what every later action depends on.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from hpl.chat import generation_prompt
+from hpl.models import load_model, stop_token_ids
+
+OPENING_TURNS = 3  # instruction, "OK", first observation
+
+
+class Policy(Protocol):
+    def act(self, conversations: Sequence[list[dict]], temperature: float = 0.0) -> list[str]:
+        """One agent reply per conversation (each ends with a human turn)."""
+
+
+def fit_context(tokenizer, turns: list[dict], max_prompt_tokens: int) -> list[int]:
+    """Prompt ids for `turns`, dropping the oldest middle turn pairs until it fits."""
+    turns = list(turns)
+    ids = generation_prompt(tokenizer, turns)
+    while len(ids) > max_prompt_tokens and len(turns) > OPENING_TURNS + 1:
+        del turns[OPENING_TURNS : OPENING_TURNS + 2]
+        ids = generation_prompt(tokenizer, turns)
+    return ids[-max_prompt_tokens:]
+
+
+class HFPolicy:
+    def __init__(
+        self,
+        model_path: str,
+        max_new_tokens: int = 64,
+        max_prompt_tokens: int = 2048,
+        batch_size: int = 16,
+        device: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        import torch
+
+        self.model, self.tokenizer = load_model(model_path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.max_new_tokens = max_new_tokens
+        context = getattr(self.model.config, "max_position_embeddings", None) or max_prompt_tokens
+        self.max_prompt_tokens = min(max_prompt_tokens, context - max_new_tokens)
+        self.batch_size = batch_size
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def act(self, conversations: Sequence[list[dict]], temperature: float = 0.0) -> list[str]:
+        replies: list[str] = []
+        for start in range(0, len(conversations), self.batch_size):
+            replies += self._generate(conversations[start : start + self.batch_size], temperature)
+        return replies
+
+    def _generate(self, conversations: Sequence[list[dict]], temperature: float) -> list[str]:
+        import torch
+
+        prompts = [fit_context(self.tokenizer, turns, self.max_prompt_tokens) for turns in conversations]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        sample = temperature > 0
+        # transformers samples with the global RNG: seed it from our own stream so runs repeat
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=self.stop_ids,
+                pad_token_id=pad,
+            )
+        new_tokens = out[:, width:]
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]

@@ -1,0 +1,31 @@
+"""Start of every pipeline script: send stdout/stderr (progress bars, warnings, tracebacks) to the rule's log.
+
+Snakemake keeps a rule's `log:` file; a script that writes there is debuggable after the fact, and a
+failing job's traceback ends up where `snakemake` points the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def to_log(snakemake) -> logging.Logger:
+    """Redirect this process's output to `snakemake.log[0]` and return a logger named after the rule."""
+    if snakemake.log:
+        handle = open(snakemake.log[0], "a", buffering=1)
+        sys.stdout = sys.stderr = handle
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    return logging.getLogger(f"hpl.{snakemake.rule}")
+
+
+def use_threads(n: int) -> None:
+    """Let torch use the cores Snakemake gave this job, and no more (jobs run side by side)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))

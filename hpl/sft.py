@@ -1,0 +1,130 @@
+"""Behaviour cloning (SFT): next-token loss on the agent's turns of expert trajectories.
+
+Training runs through `transformers.Trainer` (AdamW, cosine schedule with warmup, gradient accumulation,
+checkpoints to resume from, DeepSpeed/accelerate on a cluster); this module only turns trajectories into
+masked examples (`hpl.chat.encode_sft`) and pads batches.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpl.chat import IGNORE_INDEX, encode_sft
+
+
+@dataclass
+class PadCollator:
+    pad_id: int
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        ids, labels, mask = [], [], []
+        for f in features:
+            gap = width - len(f["input_ids"])
+            ids.append(f["input_ids"] + [self.pad_id] * gap)
+            labels.append(f["labels"] + [IGNORE_INDEX] * gap)
+            mask.append([1] * len(f["input_ids"]) + [0] * gap)
+        return {
+            "input_ids": torch.tensor(ids),
+            "labels": torch.tensor(labels),
+            "attention_mask": torch.tensor(mask),
+        }
+
+
+def sft_examples(tokenizer, records: list[dict], max_length: int) -> list[dict[str, list[int]]]:
+    examples = []
+    for record in records:
+        enc = encode_sft(tokenizer, record["conversations"], max_length)
+        if any(label != IGNORE_INDEX for label in enc.labels):
+            examples.append({"input_ids": enc.input_ids, "labels": enc.labels})
+    return examples
+
+
+def training_arguments(out_dir: Path, hp: dict[str, Any], seed: int, **extra: Any):
+    """transformers TrainingArguments from the config's training block (keys as in config/schema)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=hp["batch_size"],
+        gradient_accumulation_steps=hp.get("grad_accum", 1),
+        learning_rate=float(hp["lr"]),
+        num_train_epochs=hp["epochs"],
+        max_steps=hp.get("max_steps") or -1,
+        lr_scheduler_type=hp.get("scheduler", "cosine"),
+        warmup_steps=hp.get("warmup_ratio", 0.1),  # a float < 1 is a ratio in transformers 5
+        weight_decay=hp.get("weight_decay", 0.0),
+        logging_steps=hp.get("logging_steps", 10),
+        save_strategy="steps",
+        save_steps=hp.get("save_steps", 200),
+        save_total_limit=1,
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        disable_tqdm=False,
+        use_cpu=not _cuda(),
+        bf16=_cuda() and hp.get("bf16", True),
+        deepspeed=hp.get("deepspeed"),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        **extra,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out_dir / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, Any], seed: int = 0) -> dict:
+    """Fine-tune `model_path` on `records`; save the model to `out_dir`; return training metrics.
+
+    Resumes from the last checkpoint in `out_dir/checkpoints` when a previous run was killed.
+    """
+    from transformers import Trainer
+
+    from hpl.models import load_model
+
+    out = Path(out_dir)
+    model, tokenizer = load_model(model_path)
+    examples = sft_examples(tokenizer, records, hp["max_length"])
+    if not examples:
+        raise ValueError(f"no SFT example with agent tokens among {len(records)} trajectories")
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(out, hp, seed),
+        train_dataset=examples,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+    )
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    seconds = time.time() - started
+    tokens = sum(len(e["input_ids"]) for e in examples) * hp["epochs"]
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    metrics = {
+        "examples": len(examples),
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "hyperparameters": hp,
+        "seed": seed,
+        "base_model": str(model_path),
+    }
+    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

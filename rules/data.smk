@@ -1,0 +1,15 @@
+# Benchmark data: from the local mirror (config data_mirror / $HPL_DATA_MIRROR) or the official source.
+
+
+rule benchmark_data:
+    output:
+        "resources/{bench}/manifest.json",
+    params:
+        mirror=config["data_mirror"],
+        code=code_version("benchmarks.py", "alfworld/data.py", "mirror.py"),
+    conda:
+        "../envs/engines.yaml"
+    log:
+        "logs/data/{bench}.log",
+    script:
+        "../scripts/prepare_data.py"

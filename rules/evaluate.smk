@@ -1,0 +1,26 @@
+# Evaluation: greedy decoding, one jsonl row per episode, resumable.
+
+
+rule evaluate:
+    input:
+        manifest="resources/{bench}/manifest.json",
+        checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
+    output:
+        "results/{bench}/{model}/eval/{method}/seed{seed}/{split}.jsonl",
+    params:
+        settings=lambda wc: config[wc.bench],
+        generation=config["generation"],
+        code=code_version("episodes.py", "policy.py", "chat.py", "envs/*.py", "alfworld/*.py", "react.py"),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    conda:
+        "../envs/agent.yaml"
+    log:
+        "logs/{bench}/{model}/eval/{method}/seed{seed}/{split}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/eval/{method}/seed{seed}/{split}.tsv"
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,24 @@
+# Expert trajectories D_e in the ETO conversation schema, with a data card beside them.
+
+
+rule expert:
+    input:
+        "resources/{bench}/manifest.json",
+    output:
+        data="results/{bench}/expert/train.jsonl",
+        card="results/{bench}/expert/card.json",
+    params:
+        settings=lambda wc: config[wc.bench],
+        code=code_version("benchmarks.py", "alfworld/*.py", "envs/*.py", "trajectory.py", "react.py"),
+    threads: config["workers"]
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    conda:
+        "../envs/engines.yaml"
+    log:
+        "logs/{bench}/expert.log",
+    benchmark:
+        "results/benchmarks/{bench}/expert.tsv"
+    script:
+        "../scripts/collect_expert.py"

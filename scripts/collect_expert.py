@@ -1,0 +1,32 @@
+"""Rule expert: expert trajectories for the training tasks, written as they finish (resumable)."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
+
+from hpl.benchmarks import BENCHMARKS
+from hpl.envs import make_env
+from hpl.episodes import select_tasks
+from hpl.io import ResumableJsonl, read_json, write_json
+from hpl.runlog import to_log
+
+smk = snakemake  # noqa: F821 (snakemake is injected)
+log = to_log(smk)
+bench = BENCHMARKS[smk.wildcards.bench]
+settings = smk.params.settings
+data_dir = read_json(smk.input[0])["data_dir"]
+
+env = make_env(bench.name, data_dir=data_dir)
+tasks = select_tasks(env.task_ids(bench.train_split), settings["train_tasks"], seed=0)
+env.close()
+
+out = ResumableJsonl(smk.output.data)
+todo = [t for t in tasks if not out.done(t)]
+log.info("%d training tasks, %d already collected", len(tasks), len(tasks) - len(todo))
+records, card = bench.expert(data_dir, todo, settings, smk.threads)
+for record in records:
+    out.add(record)
+kept = out.finish(order=tasks)
+card.update({"benchmark": bench.name, "tasks_selected": len(tasks), "trajectories_kept": len(kept)})
+write_json(smk.output.card, card)
+log.info("kept %d expert trajectories", len(kept))

@@ -1,0 +1,43 @@
+"""Rule evaluate: greedy episodes of one checkpoint on one split, one row per episode (resumable)."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
+
+from hpl.benchmarks import BENCHMARKS
+from hpl.episodes import play, select_tasks
+from hpl.io import ResumableJsonl, read_json
+from hpl.policy import HFPolicy
+from hpl.runlog import to_log, use_threads
+from hpl.tables import episode_metrics
+
+smk = snakemake  # noqa: F821 (snakemake is injected)
+log = to_log(smk)
+use_threads(smk.threads)
+bench = BENCHMARKS[smk.wildcards.bench]
+split, settings, gen = smk.wildcards.split, smk.params.settings, smk.params.generation
+data_dir = read_json(smk.input.manifest)["data_dir"]
+
+
+def make_env():
+    return bench.env(data_dir, settings)
+
+
+probe = make_env()
+tasks = select_tasks(probe.task_ids(split), bench.eval_tasks(settings, split), seed=0)
+probe.close()
+
+out = ResumableJsonl(smk.output[0])
+todo = [t for t in tasks if not out.done(t)]
+log.info("%s/%s: %d episodes, %d already done", bench.name, split, len(tasks), len(tasks) - len(todo))
+if todo:
+    policy = HFPolicy(
+        smk.input.checkpoint,
+        max_new_tokens=gen["max_new_tokens"],
+        max_prompt_tokens=gen["max_prompt_tokens"],
+        batch_size=gen["parallel_episodes"],
+    )
+    play(make_env, policy, todo, parallel=gen["parallel_episodes"], temperature=0.0,
+         max_turns=settings["max_turns"], on_finish=lambda ep: out.add(ep.record()), progress=split)
+episodes = out.finish(order=tasks)
+log.info("%s/%s: %s", bench.name, split, episode_metrics(episodes))

@@ -1,0 +1,34 @@
+"""Rule tables: Table 1 (main results) and Tables 6/7 (ALFWorld per task type) from the eval rows."""
+
+import re
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
+
+from hpl.io import atomic_write, read_jsonl
+from hpl.runlog import to_log
+from hpl.tables import EvalRun, table1, type_table
+
+smk = snakemake  # noqa: F821 (snakemake is injected)
+log = to_log(smk)
+PATH = re.compile(r"results/(?P<bench>[^/]+)/(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/(?P<split>[^/]+)\.jsonl$")
+
+runs = []
+for path in smk.input:
+    m = PATH.search(path)
+    runs.append(EvalRun(m["model"], m["method"], int(m["seed"]), m["bench"], m["split"], tuple(read_jsonl(path))))
+order = [(model, method) for model in smk.params.models for method in smk.params.methods]
+
+
+def save(frame, path):
+    with atomic_write(path) as handle:
+        frame.to_csv(handle, index=False)
+
+
+wide, long = table1(runs, order)
+save(wide, smk.output.table1)
+save(long, smk.output.table1_long)
+save(type_table(runs, "seen", order), smk.output.table6)
+save(type_table(runs, "unseen", order), smk.output.table7)
+log.info("table1:\n%s", wide.to_string(index=False))

@@ -1,0 +1,80 @@
+"""The tiny model, the agent-token loss mask, SFT and batched generation, on real transformers."""
+
+import math
+
+import pytest
+
+from hpl.chat import IGNORE_INDEX, encode_continuation, encode_turns, generation_prompt
+from hpl.models import ModelLoadError, build_tiny_model, load_model
+from hpl.policy import HFPolicy, fit_context
+from hpl.sft import train_sft
+
+SPEC = dict(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_positions=512)
+
+
+def _records(n=24):
+    records = []
+    for i in range(n):
+        k = i % 3
+        records.append({"id": str(i), "reward": 1.0, "conversations": [
+            {"from": "human", "value": "Interact with a household."},
+            {"from": "gpt", "value": "OK"},
+            {"from": "human", "value": f"Your task is to: go to desk {k}."},
+            {"from": "gpt", "value": f"Thought: the desk {k}.\nAction: go to desk {k}"},
+            {"from": "human", "value": "Observation: On the desk, you see a pen."},
+            {"from": "gpt", "value": "Thought: done.\nAction: look"},
+        ]})
+    return records
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    build_tiny_model(_records(), path, SPEC)
+    return path
+
+
+def test_loss_mask_covers_exactly_the_agent_turns(tiny):
+    _, tok = load_model(tiny)
+    turns = _records()[0]["conversations"]
+    enc = encode_turns(tok, turns)
+    learned = tok.decode([i for i, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE_INDEX])
+    assert learned == "OK<|im_end|>Thought: the desk 0.\nAction: go to desk 0<|im_end|>Thought: done.\nAction: look<|im_end|>"
+    assert "Observation" not in learned and "household" not in learned
+
+
+def test_continuation_masks_prompt_and_inner_observations(tiny):
+    _, tok = load_model(tiny)
+    turns = _records()[0]["conversations"]
+    enc = encode_continuation(tok, turns[:3], turns[3:], max_length=10_000)
+    learned = tok.decode([i for i, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE_INDEX])
+    assert learned.startswith("Thought: the desk 0.") and "Observation" not in learned
+    assert "OK" not in learned  # the prompt's turns never carry loss
+
+
+def test_fit_context_keeps_task_and_drops_oldest_steps(tiny):
+    _, tok = load_model(tiny)
+    turns = _records()[0]["conversations"][:5]
+    full = generation_prompt(tok, turns)
+    cut = fit_context(tok, turns, len(full) - 1)
+    assert len(cut) < len(full)
+    assert tok.decode(cut).count("Your task is to: go to desk 0.") == 1  # opening turns kept
+
+
+def test_sft_learns_and_policy_generates(tiny, tmp_path):
+    hp = dict(batch_size=8, lr=5e-3, epochs=30, max_length=256, warmup_ratio=0.1, grad_accum=1,
+              scheduler="cosine", save_steps=1000, logging_steps=100)
+    metrics = train_sft(str(tiny), _records(), str(tmp_path / "sft"), hp, seed=0)
+    assert metrics["examples"] == 24 and metrics["train_loss"] < math.log(SPEC["vocab_size"])  # below chance
+    assert (tmp_path / "sft" / "train_metrics.json").exists()
+    policy = HFPolicy(str(tmp_path / "sft"), max_new_tokens=24, batch_size=2)
+    prompts = [r["conversations"][:3] for r in _records(3)]
+    greedy = policy.act(prompts, temperature=0.0)
+    assert greedy == policy.act(prompts, temperature=0.0)  # greedy is deterministic
+    assert len(greedy) == 3 and all(isinstance(r, str) for r in greedy)
+    assert sum(r.startswith("Thought:") for r in greedy) >= 2  # it learned the ReAct format
+
+
+def test_bad_checkpoint_error_names_path(tmp_path):
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "nope")):
+        load_model(tmp_path / "nope")
