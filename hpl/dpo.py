@@ -1,0 +1,159 @@
+"""DPO on multi-turn preference pairs, at one or several granularities (ETO, IPR, HPL).
+
+Why not TRL's DPOTrainer: its completions are single assistant messages, with every completion token
+trained. Here a chosen/rejected continuation spans several turns with environment observations between the
+agent's turns, and only the agent's tokens may count (REFERENCE.md section 2). So the loss is this
+project's own, and `transformers.Trainer` does the rest (optimiser, schedule, checkpoints, DeepSpeed).
+
+- A sequence's log-probability is the sum over its agent tokens (labels != -100), as in DPO.
+- Reference log-probs come from pi_ref once, before training (pi_ref is frozen; only one model is in memory
+  while training, as with TRL's `precompute_ref_log_probs`).
+- Each pair belongs to a level ("traj", "step", "group"). The loss of a batch is
+  sum over levels present of weight[level] * mean DPO loss of that level's pairs, plus, where the level asks
+  for it (IPR), nll_weight * the mean per-token NLL of the chosen continuation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from hpl.chat import IGNORE_INDEX, encode_continuation
+
+
+def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
+    """Per-pair DPO loss: -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))."""
+    import torch.nn.functional as F
+
+    margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return -F.logsigmoid(beta * margin)
+
+
+def sequence_logps(model, input_ids, attention_mask, labels):
+    """(summed log-prob of the label tokens, number of label tokens) per sequence."""
+    import torch
+
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1, :]
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    safe = targets.masked_fill(~mask, 0)
+    token_logps = torch.gather(logits.log_softmax(-1), 2, safe.unsqueeze(-1)).squeeze(-1)
+    return (token_logps * mask).sum(-1), mask.sum(-1)
+
+
+@dataclass
+class LevelSettings:
+    weight: float = 1.0
+    nll_weight: float = 0.0
+
+
+def hierarchical_loss(
+    levels: Sequence[str],
+    losses,
+    chosen_nll,
+    settings: dict[str, LevelSettings],
+):
+    """Weighted sum over levels of each level's mean loss (DPO + optional NLL of the chosen side)."""
+    import torch
+
+    total = torch.zeros((), dtype=losses.dtype, device=losses.device)
+    for level in sorted(set(levels)):
+        idx = torch.tensor([i for i, name in enumerate(levels) if name == level], device=losses.device)
+        s = settings[level]
+        level_loss = losses[idx].mean()
+        if s.nll_weight:
+            level_loss = level_loss + s.nll_weight * chosen_nll[idx].mean()
+        total = total + s.weight * level_loss
+    return total
+
+
+@dataclass
+class PreferenceExample:
+    level: str
+    chosen_ids: list[int]
+    chosen_labels: list[int]
+    rejected_ids: list[int]
+    rejected_labels: list[int]
+    ref_chosen: float = 0.0
+    ref_rejected: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_pair(tokenizer, pair: dict, level: str, max_length: int) -> PreferenceExample:
+    chosen = encode_continuation(tokenizer, pair["prompt"], pair["chosen"], max_length)
+    rejected = encode_continuation(tokenizer, pair["prompt"], pair["rejected"], max_length)
+    return PreferenceExample(level, chosen.input_ids, chosen.labels, rejected.input_ids, rejected.labels,
+                             meta={"id": pair["id"]})
+
+
+def _pad(rows: list[list[int]], value: int):
+    import torch
+
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+
+def collate(examples: list[PreferenceExample], pad_id: int) -> dict[str, Any]:
+    """Chosen and rejected sequences stacked in one batch (one forward pass for both)."""
+    import torch
+
+    ids = [e.chosen_ids for e in examples] + [e.rejected_ids for e in examples]
+    labels = [e.chosen_labels for e in examples] + [e.rejected_labels for e in examples]
+    mask = [[1] * len(r) for r in ids]
+    return {
+        "input_ids": _pad(ids, pad_id),
+        "labels": _pad(labels, IGNORE_INDEX),
+        "attention_mask": _pad(mask, 0),
+        "ref_chosen": torch.tensor([e.ref_chosen for e in examples]),
+        "ref_rejected": torch.tensor([e.ref_rejected for e in examples]),
+        "levels": [e.level for e in examples],
+    }
+
+
+def precompute_reference(model, examples: list[PreferenceExample], pad_id: int, batch_size: int = 8) -> None:
+    """Fill ref_chosen / ref_rejected of `examples` with the frozen reference model's log-probs."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            batch = collate(chunk, pad_id)
+            logps, _ = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            for i, example in enumerate(chunk):
+                example.ref_chosen = float(logps[i])
+                example.ref_rejected = float(logps[len(chunk) + i])
+
+
+def batch_loss(model, batch: dict[str, Any], beta: float, settings: dict[str, LevelSettings]):
+    """The hierarchical DPO loss of a collated batch, and per-level metrics."""
+    logps, counts = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    n = len(batch["levels"])
+    chosen, rejected = logps[:n], logps[n:]
+    losses = dpo_losses(chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], beta)
+    chosen_nll = -chosen / counts[:n].clamp(min=1)
+    loss = hierarchical_loss(batch["levels"], losses, chosen_nll, settings)
+    margins = (chosen - batch["ref_chosen"]) - (rejected - batch["ref_rejected"])
+    metrics = {"dpo_loss": float(losses.mean()), "reward_margin": float(beta * margins.mean()),
+               "reward_accuracy": float((margins > 0).float().mean())}
+    return loss, metrics
+
+
+def make_trainer(model, examples: list[PreferenceExample], args, pad_id: int, beta: float,
+                 settings: dict[str, LevelSettings]):
+    """A transformers.Trainer whose loss is `batch_loss` (examples already hold reference log-probs)."""
+    from transformers import Trainer
+
+    class PreferenceTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, metrics = batch_loss(model, inputs, beta, settings)
+            if self.state.global_step % max(1, self.args.logging_steps) == 0 and model.training:
+                self.log(metrics)
+            return (loss, None) if return_outputs else loss
+
+    return PreferenceTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=lambda chunk: collate(chunk, pad_id),
+    )

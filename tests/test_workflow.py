@@ -1,0 +1,81 @@
+"""The workflow itself: config validation before any job, the DAG, lint, environment files."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpl.mirror import PROJECT_ROOT
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = SNAKEMAKE + ["-n", "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def write_config(tmp_path: Path, overrides: dict) -> Path:
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(overrides))
+    return path
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ({"alfworld": {"expert_sourse": "handcoded"}}, "expert_sourse"),
+        ({"training": {"sft": {"lr": "fast"}}}, "fast"),
+        ({"methods": ["sft", "dpo_magic"]}, "dpo_magic"),
+        ({"benchmarks": ["alfwrld"]}, "alfwrld"),
+        ({"models": ["tiny", "gpt5"]}, "gpt5"),
+    ],
+)
+def test_bad_config_is_named_before_any_job(tmp_path, override, named):
+    result = dry_run(tmp_path, "--configfile", str(write_config(tmp_path, override)))
+    assert result.returncode != 0
+    assert named in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_dry_run_lists_dag_from_data_to_tables(tmp_path):
+    result = dry_run(tmp_path, "results/table1.csv")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    for rule in ["benchmark_data", "expert", "tiny_model", "sft", "evaluate", "tables"]:
+        assert re.search(rf"^rule {rule}:", out, re.M), f"rule {rule} missing from the DAG"
+    assert "results/alfworld/tiny/eval/sft/seed0/unseen.jsonl" in out
+
+
+def test_paper_preset_is_valid(tmp_path):
+    preset = PROJECT_ROOT / "config" / "presets" / "paper.yaml"
+    result = dry_run(tmp_path, "results/table1.csv", "--configfile", str(preset))  # targets first: --configfile takes a list
+    assert result.returncode == 0, result.stderr
+    assert "results/alfworld/qwen2.5-7b/eval/sft/seed2/seen.jsonl" in result.stdout + result.stderr
+
+
+def test_lint_is_clean():
+    result = subprocess.run(SNAKEMAKE + ["--lint"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!\[ ;@]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_conda_envs_agree_with_pyproject():
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    declared = {_name(r): r for r in project["project"]["dependencies"]}
+    for env_file in (PROJECT_ROOT / "envs").glob("*.yaml"):
+        env = yaml.safe_load(env_file.read_text())
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+        for requirement in pip:
+            assert _name(requirement) in declared, f"{env_file.name}: {requirement} not in pyproject"
+            assert requirement.replace(" ", "") == declared[_name(requirement)].replace(" ", ""), (
+                f"{env_file.name}: {requirement} differs from pyproject's {declared[_name(requirement)]}"
+            )
