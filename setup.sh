@@ -9,10 +9,12 @@ TORCH_SPEC=${HPL_TORCH_SPEC:-torch==2.13.0}   # a cluster user may set e.g. HPL_
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 
-# System prerequisites: cmake and g++ build alfworld's planner (fast-downward-textworld) from source.
+# System prerequisites: cmake and g++ build alfworld's planner (fast-downward-textworld) from source;
+# mariadb-server is the SQL server InterCode-SQL runs on (started by the pipeline as a plain process).
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"

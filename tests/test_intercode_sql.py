@@ -1,0 +1,418 @@
+"""InterCode-SQL on a real MariaDB server, started once for the session by the `sql_server` fixture.
+
+Needs the Debian package mariadb-server (mariadbd, mariadb-install-db) and the data mirror.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from hpl import react
+from hpl.envs.base import make_env
+from hpl.intercode.actions import format_sql_action, normalize_reply, parse_sql_action
+from hpl.intercode.expert import expert_trajectories
+from hpl.intercode.reward import iou, kendall_tau_b, score
+from hpl.intercode.sandbox import READ_ONLY_PASSWORD, Sandbox, account_name
+from hpl.intercode.server import DumpError, PrivateServer, ServerError, find_program
+from hpl.intercode.statements import read_only_violation, split_statements
+from hpl.intercode.tasks import AMBIGUOUS_GOLD, INVALID_GOLD, load_tasks, split_tasks
+from hpl.trajectory import validate_trajectory
+
+STATEMENT_TIME_S = 1.0  # short, so that the runaway-query cases finish fast
+BOUND_S = STATEMENT_TIME_S + 3.0
+
+try:
+    find_program("mariadbd")
+    HAVE_MARIADB = True
+except ServerError:
+    HAVE_MARIADB = False
+needs_server = pytest.mark.skipif(not HAVE_MARIADB, reason="mariadb-server is not installed")
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def dump(intercode_mirror: Path) -> Path:
+    return intercode_mirror / "ic_spider_dbs.sql"
+
+
+@pytest.fixture(scope="session")
+def sql_server(tmp_path_factory, dump):
+    if not HAVE_MARIADB:
+        pytest.skip("mariadb-server is not installed")
+    with PrivateServer(tmp_path_factory.mktemp("sqlserver"), dump) as server:
+        yield server
+    assert not server.running
+
+
+@pytest.fixture(scope="session")
+def env(intercode_mirror, sql_server):
+    environment = make_env(
+        "intercode_sql", data_dir=intercode_mirror, server=sql_server, statement_time_s=STATEMENT_TIME_S
+    )
+    yield environment
+    environment.close()
+    assert sql_server.running  # the environment does not stop a server it was given
+
+
+def play(env, task_id: str, *actions: str):
+    env.reset(task_id)
+    result = None
+    for action in actions:
+        result = env.step(action)
+    return result
+
+
+# --- reward --------------------------------------------------------------------------------------
+def test_iou_hand_cases():
+    assert iou([], []) == 1.0
+    assert iou(None, []) == 0.0
+    assert iou([(1,)], []) == 0.0
+    assert iou([(1,), (2,)], [(2,), (1,)]) == 1.0  # order does not matter
+    assert iou([(1,), (1,)], [(1,)]) == 0.5  # duplicates count: {1,1} vs {1}
+    assert iou([(1,), (1,), (2,)], [(1,), (2,), (2,)]) == 2 / 4  # min(2,1)+min(1,2) over max(2,1)+max(1,2)
+    assert iou([(1, "a")], [(1, "b")]) == 0.0
+    assert iou([("1",)], [(1,)]) == 0.0  # rows compare as printed: '1' is not 1
+
+
+def test_order_scaling_is_optional():
+    gold = [(1,), (2,), (3,)]
+    assert score([(3,), (2,), (1,)], gold) == 1.0
+    assert score([(3,), (2,), (1,)], gold, order_scaling=True) == -1.0
+    assert score([(1,), (2,), (3,)], gold, order_scaling=True) == 1.0
+    assert score([(1,)], [(1,)], order_scaling=True) == 1.0  # tau undefined: unscaled
+    assert kendall_tau_b([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(2 / 3)
+
+
+# --- statements and actions ----------------------------------------------------------------------
+def test_split_statements_respects_literals_and_comments():
+    text = "SELECT ';' ; -- a comment; here\nSELECT `a;b` FROM t /* x; y */;\n/*!40101 SET x=1 */;"
+    statements = split_statements(text)
+    assert [s.text for s in statements] == ["SELECT ';'", "-- a comment; here\nSELECT `a;b` FROM t /* x; y */", "/*!40101 SET x=1 */"]
+    assert [s.line for s in statements] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["DROP TABLE t", "DELETE FROM t", "INSERT INTO t VALUES (1)", "UPDATE t SET a = 1", "GRANT ALL ON *.* TO x",
+     "SET max_statement_time = 0", "SELECT @a := 1", "SELECT a INTO @x FROM t", "SELECT * FROM t FOR UPDATE",
+     "USE world_1", "CREATE TABLE x (a INT)", "KILL 1", "CALL p()", "LOAD DATA INFILE 'x' INTO TABLE t"],
+)
+def test_statement_check_refuses_writes(sql):
+    assert read_only_violation(sql) is not None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT REPLACE(name, 'a', 'b') FROM t", "SHOW TABLES", "DESCRIBE t", "desc t", "EXPLAIN SELECT 1",
+     "WITH x AS (SELECT 1) SELECT * FROM x", "(SELECT 1) UNION (SELECT 2)", "SELECT 'drop table t'",
+     "SELECT created FROM votes ORDER BY created DESC"],
+)
+def test_statement_check_allows_reads(sql):
+    assert read_only_violation(sql) is None
+
+
+def test_action_forms():
+    assert parse_sql_action("```sql SELECT 1 ```") == ("sql", "SELECT 1")
+    assert parse_sql_action("```sql\nSELECT 1\n```") == ("sql", "SELECT 1")
+    assert parse_sql_action("SELECT 1") == ("sql", "SELECT 1")
+    assert parse_sql_action("submit") == ("submit", "")
+    assert parse_sql_action("submit.") == ("submit", "")
+    assert parse_sql_action("SELECT * FROM t WHERE a = 'submit'")[0] == "sql"
+    reply = "Thought: count them.\nAction: \n```sql\nSELECT count(*)\nFROM singer\n```"
+    assert react.parse_action(normalize_reply(reply)) == format_sql_action("SELECT count(*) FROM singer")
+
+
+# --- split ---------------------------------------------------------------------------------------
+def test_split_is_database_disjoint_and_fixed(intercode_mirror):
+    tasks = load_tasks(intercode_mirror)
+    by_id = {task.task_id: task for task in tasks}
+    split = split_tasks(tasks)
+    assert len(split.test) == 200
+    assert len(tasks) == 1034 and all(task.task_id == str(i) for i, task in enumerate(tasks))
+    train_dbs = {by_id[t].db for t in split.train}
+    test_dbs = {by_id[t].db for t in split.test}
+    assert not train_dbs & test_dbs
+    assert set(split.unused) == set(INVALID_GOLD) | set(AMBIGUOUS_GOLD)
+    assert len(split.train) + len(split.test) + len(split.unused) == 1034
+    assert split_tasks(load_tasks(intercode_mirror)) == split  # deterministic
+    assert split_tasks(tasks, seed=1).test != split.test
+
+
+# --- environment ---------------------------------------------------------------------------------
+@needs_server
+def test_gold_queries_of_test_tasks_score_one(env):
+    failures = {}
+    for task_id in env.task_ids("test"):
+        result = play(env, task_id, format_sql_action(env.task(task_id).gold), "submit")
+        if not (result.done and result.reward == 1.0):
+            failures[task_id] = result.reward
+    assert not failures
+
+
+@needs_server
+def test_gold_queries_valid_except_the_listed_ones(env):
+    invalid = {task_id for task_id in env.tasks if env.gold_error(task_id) is not None}
+    assert invalid == set(INVALID_GOLD)
+
+
+@needs_server
+def test_wrong_and_partial_queries_score_below_one(env):
+    task_id = next(t for t in env.task_ids("test") if len(env.gold_rows(t)) > 1)
+    gold = env.task(task_id).gold
+    assert play(env, task_id, "SELECT 1", "submit").reward < 1.0
+    assert play(env, task_id, "SELECT nonsense FROM nowhere", "submit").reward == 0.0  # error scores 0
+    partial = play(env, task_id, f"SELECT * FROM ({gold.rstrip(';')}) AS g LIMIT 1", "submit").reward
+    assert 0.0 < partial < 1.0
+    assert play(env, task_id, "submit").reward == 0.0  # nothing queried
+
+
+@needs_server
+def test_episode_protocol(env):
+    task_id = env.task_ids("test")[0]
+    observation, meta = env.reset(task_id)
+    assert observation == env.task(task_id).question
+    assert meta["task_id"] == task_id and meta["db"] == env.task(task_id).db and meta["task_type"] in {"easy", "medium", "hard", "extra"}
+    result = env.step("```sql SHOW TABLES ```")
+    assert result.observation.startswith("[(") and not result.done and result.reward == 0.0
+    assert not result.info["invalid"]
+    result = env.step("SELECT nonsense")
+    assert result.observation.startswith("Error executing query: ") and result.info["invalid"]
+    long = env.step("SELECT REPEAT('x', 1000)")
+    assert long.observation.endswith("...") and len(long.observation) == env.observation_chars + 3
+    result = env.step("submit")
+    assert result.done and env.step("SELECT 1").done  # over: no more actions
+    assert env.max_turns == 10 and env.fast_restore
+
+
+@needs_server
+def test_final_reward_on_truncation(env):
+    task_id = env.task_ids("test")[0]
+    play(env, task_id, format_sql_action(env.task(task_id).gold))
+    assert env.final_reward() == 1.0  # scored as if the latest result were submitted
+    env.truncation_reward = "zero"
+    try:
+        assert env.final_reward() == 0.0
+    finally:
+        env.truncation_reward = "latest"
+
+
+@needs_server
+def test_snapshot_restore(env):
+    task_id = env.task_ids("test")[1]
+    gold = format_sql_action(env.task(task_id).gold)
+    play(env, task_id, "SHOW TABLES", gold)
+    snapshot = env.snapshot()
+    assert env.step("SELECT 1").reward == 0.0
+    assert env.step("submit").reward < 1.0
+    env.restore(snapshot)
+    assert env.actions == ["SHOW TABLES", gold] and env.turns == 2 and not env.done
+    assert env.step("submit").reward == 1.0
+    other = env.task_ids("test")[2]
+    env.reset(other)
+    env.restore(snapshot)  # across tasks
+    assert env.task_id == task_id and env.step("submit").reward == 1.0
+
+
+# --- sandbox -------------------------------------------------------------------------------------
+SANDBOX_CASES = {
+    "sleep": "SELECT SLEEP(100)",
+    "runaway join": "SELECT count(*) FROM city a, city b, city c",
+    "recursive cte": "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r, r AS s, r AS t",
+    "million rows": "SELECT a.ID, b.ID FROM city a, city b",
+    "million rows, explicit limit": "SELECT a.ID, b.ID FROM city a, city b LIMIT 2000000",
+    "drop": "DROP TABLE city",
+    "delete": "DELETE FROM city",
+    "insert": "INSERT INTO city (Name) VALUES ('x')",
+    "update": "UPDATE city SET Population = 0",
+    "grant": "GRANT ALL PRIVILEGES ON *.* TO CURRENT_USER",
+    "truncate": "TRUNCATE TABLE city",
+    "multi-statement": "SELECT 1; DROP TABLE city",
+    "multi-statement in fence": "```sql SELECT 1; DELETE FROM city ```",
+    "set": "SET SESSION max_statement_time = 0",
+    "other database": "SELECT * FROM flight_2.airports",
+}
+
+
+@pytest.fixture(scope="module")
+def world_task(env):
+    return next(t for t in env.tasks if env.task(t).db == "world_1")
+
+
+@needs_server
+@pytest.mark.parametrize("case", sorted(SANDBOX_CASES))
+def test_sandbox_bounds_and_refuses(env, world_task, case):
+    before = env.sandbox.row_counts()
+    env.reset(world_task)
+    began = time.monotonic()
+    result = env.step(SANDBOX_CASES[case])
+    elapsed = time.monotonic() - began
+    assert elapsed < BOUND_S, f"{case} took {elapsed:.1f} s"
+    assert result.observation.startswith("Error executing query: ") and result.info["invalid"], result.observation
+    assert env.sandbox.row_counts() == before
+    assert not env.step("SELECT count(*) FROM city").info["invalid"]  # the sandbox still works
+
+
+@needs_server
+@pytest.mark.parametrize("sql", ["DROP TABLE city", "DELETE FROM city", "INSERT INTO city (Name) VALUES ('x')",
+                                 "UPDATE city SET Population = 0", "GRANT SELECT ON world_1.* TO CURRENT_USER",
+                                 "CREATE TABLE x (a INT)", "SELECT * FROM flight_2.airports"])
+def test_privileges_refuse_writes_without_the_statement_check(env, sql):
+    """The second layer: the agent account itself cannot write, even if the statement check let SQL by."""
+    before = env.sandbox.row_counts()
+    connection = env.server.settings.as_user(account_name("world_1"), READ_ONLY_PASSWORD).connect(database="world_1")
+    try:
+        with connection.cursor() as cursor, pytest.raises(pymysql.MySQLError):
+            cursor.execute(sql)
+    finally:
+        connection.close()
+    assert env.sandbox.row_counts() == before
+
+
+@needs_server
+def test_server_refuses_multi_statements(env):
+    connection = env.server.settings.as_user(account_name("world_1"), READ_ONLY_PASSWORD).connect(database="world_1")
+    try:
+        with connection.cursor() as cursor, pytest.raises(pymysql.MySQLError):
+            cursor.execute("SELECT 1; SELECT 2")
+    finally:
+        connection.close()
+
+
+@needs_server
+def test_episodes_do_not_share_sessions(env, world_task):
+    env.reset(world_task)
+    env.step("SELECT LAST_INSERT_ID(42)")  # one of the few session values a SELECT can set
+    env.reset(world_task)
+    assert env.step("SELECT LAST_INSERT_ID()").observation == "[(0,)]"
+
+
+# --- server lifecycle ----------------------------------------------------------------------------
+@needs_server
+def test_server_starts_and_stops_twice(tmp_path, dump):
+    folder = tmp_path / "server"
+    first = PrivateServer(folder, dump)
+    with first:
+        assert first.running and first.loaded_dump
+        pid = first.process.pid
+    assert not first.running and not _alive(pid)
+    second = PrivateServer(folder, dump)
+    with second:
+        assert second.running and not second.loaded_dump  # the loaded data directory is reused
+        connection = second.settings.connect(database="world_1")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM city")
+            assert cursor.fetchone()[0] > 4000
+        connection.close()
+        pid = second.process.pid
+    assert not _alive(pid)
+
+
+@needs_server
+def test_server_stops_after_an_exception(tmp_path, dump):
+    server = PrivateServer(tmp_path / "server", dump)
+    with pytest.raises(RuntimeError):
+        with server:
+            pid = server.process.pid
+            raise RuntimeError("job failed")
+    assert not _alive(pid)
+
+
+@needs_server
+def test_server_stops_on_sigterm(tmp_path, dump):
+    folder = tmp_path / "server"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from hpl.intercode.server import PrivateServer
+        with PrivateServer({str(folder)!r}, {str(dump)!r}) as server:
+            print(server.process.pid, flush=True)
+            time.sleep(120)
+        """
+    )
+    job = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                           cwd=Path(__file__).resolve().parent.parent)
+    try:
+        pid = int(job.stdout.readline())
+        assert _alive(pid)
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(30) == 128 + signal.SIGTERM
+        assert _wait_dead(pid)
+    finally:
+        if job.poll() is None:
+            job.kill()
+
+
+@needs_server
+def test_one_server_per_folder(sql_server, dump):
+    with pytest.raises(ServerError, match="another process"):
+        PrivateServer(sql_server.folder, dump).start()
+
+
+def test_missing_binary_names_the_package_and_the_setting(tmp_path):
+    with pytest.raises(ServerError) as err:
+        PrivateServer(tmp_path / "s", mariadbd=tmp_path / "no-such-mariadbd").start()
+    assert "mariadb-server" in str(err.value) and "intercode_sql.server.host" in str(err.value)
+
+
+@needs_server
+def test_bad_dump_names_the_statement_and_line(tmp_path):
+    bad = tmp_path / "bad.sql"
+    bad.write_text("CREATE DATABASE IF NOT EXISTS good;\n-- comment\nSELEC broken FROM nowhere;\nSELECT 1;\n")
+    with pytest.raises(DumpError) as err:
+        with PrivateServer(tmp_path / "server", bad):
+            pass
+    message = str(err.value)
+    assert "bad.sql:3:" in message and "SELEC broken FROM nowhere" in message
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie awaiting its parent counts as dead
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_dead(pid: int, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# --- expert data ---------------------------------------------------------------------------------
+@needs_server
+def test_expert_trajectories(env):
+    records, card = expert_trajectories(env, source="gpt4+gold")
+    train = set(env.task_ids("train"))
+    assert records and card["total"] == len(records) == card["gpt4_kept"] + card["gold_kept"]
+    for record in records:
+        validate_trajectory(record)
+        assert record["id"] in train and record["reward"] == 1.0
+        assert record["conversations"][0]["value"] == env.instruction()
+        actions = [react.parse_action(turn["value"]) for turn in record["conversations"][3::2]]
+        assert actions[-1] == "submit" and all(actions)
+    assert not card["gold_failed"]  # every scoreable gold query reproduces itself
+    # replaying a trajectory's parsed actions through the environment earns its reward again
+    sample = records[0]
+    result = play(env, sample["id"], *[react.parse_action(t["value"]) for t in sample["conversations"][3::2]])
+    assert result.done and result.reward == 1.0
+    gpt4_only, gpt4_card = expert_trajectories(env, source="gpt4")
+    assert len(gpt4_only) == gpt4_card["gpt4_kept"]
+    assert abs(gpt4_card["gpt4_kept"] - card["gpt4_kept"]) <= 3  # tie-breaking GPT-4 queries (see expert.py)
+    assert {r["source"] for r in gpt4_only} == {"gpt4"}
