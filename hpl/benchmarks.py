@@ -8,9 +8,10 @@ scripts only ever go through this table, so adding a benchmark means adding one 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from hpl.envs.base import Environment, make_env
 from hpl.mirror import benchmark_mirror
@@ -22,13 +23,17 @@ class Benchmark:
     eval_splits: tuple[str, ...]
     train_split: str
     prepare: Callable[[Path, Path | None], dict]  # (dest, mirror folder) -> manifest
-    expert: Callable[..., tuple[Iterator[dict], dict]]  # (data_dir, task_ids, settings, workers) -> records, card
+    # (data_dir, task_ids, settings, on_record, skip) -> data card; records go to on_record as they finish
+    expert: Callable[..., dict]
+    env_extras: Callable[[Path], dict] = lambda data_dir: {}
+    code: tuple[str, ...] = ()  # library files (globs under hpl/) the benchmark's engine and expert live in
 
     def data_dir(self, resources: str | os.PathLike = "resources") -> Path:
         return Path(resources) / self.name / "data"
 
     def env(self, data_dir: str | os.PathLike, settings: dict[str, Any]) -> Environment:
-        return make_env(self.name, data_dir=str(data_dir), max_turns=settings["max_turns"])
+        extras = self.env_extras(Path(data_dir))
+        return make_env(self.name, data_dir=str(data_dir), max_turns=settings["max_turns"], **extras)
 
     def eval_tasks(self, settings: dict[str, Any], split: str) -> int | None:
         return settings["eval_tasks"][split]
@@ -42,10 +47,24 @@ def _prepare_alfworld(dest: Path, mirror: Path | None) -> dict:
     return {"data_dir": str(root)}
 
 
-def _alfworld_expert(data_dir: Path, task_ids: list[str], settings: dict, workers: int):
+def _alfworld_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
     from hpl.alfworld.expert import collect_expert
 
-    return collect_expert(data_dir, task_ids, source=settings["expert_source"], workers=workers)
+    _, card = collect_expert(
+        data_dir,
+        task_ids,
+        source=settings["expert_source"],
+        on_record=on_record,
+        skip=skip,
+        max_turns=settings["max_turns"],
+        **_alfworld_extras(Path(data_dir)),
+    )
+    return card
+
+
+def _alfworld_extras(data_dir: Path) -> dict:
+    # the planner's translation of each game, cached on disk beside the data and shared by every job
+    return {"cache_dir": str(data_dir.parent / "translations")}
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -55,6 +74,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         train_split="train",
         prepare=_prepare_alfworld,
         expert=_alfworld_expert,
+        env_extras=_alfworld_extras,
+        code=("envs/alfworld.py", "alfworld/*.py"),
     ),
 }
 
@@ -65,7 +86,9 @@ def prepare_benchmark(name: str, dest: Path, configured_mirror: str | None) -> d
     manifest = bench.prepare(Path(dest), benchmark_mirror(configured_mirror, name))
     env = make_env(name, data_dir=manifest["data_dir"])
     try:
-        manifest["splits"] = {split: len(env.task_ids(split)) for split in (bench.train_split, *bench.eval_splits)}
+        manifest["splits"] = {
+            split: len(env.task_ids(split)) for split in (bench.train_split, *bench.eval_splits)
+        }
     finally:
         env.close()
     return {"benchmark": name, **manifest}
@@ -81,6 +104,10 @@ def check_config(config: dict) -> None:
         if model not in config["model_specs"]:
             known = ", ".join(sorted(config["model_specs"])) or "none"
             raise ConfigError(f"models: {model!r} has no entry in model_specs (known: {known})")
+    for method in config["methods"]:
+        if method not in config["method_specs"]:
+            known = ", ".join(sorted(config["method_specs"])) or "none"
+            raise ConfigError(f"methods: {method!r} has no entry in method_specs (known: {known})")
     for bench in config["benchmarks"]:
         if bench not in BENCHMARKS:
             raise ConfigError(f"benchmarks: unknown benchmark {bench!r} (known: {', '.join(BENCHMARKS)})")

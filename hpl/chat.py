@@ -12,8 +12,8 @@ continuations are masked the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"

@@ -15,8 +15,9 @@ project's own, and `transformers.Trainer` does the rest (optimiser, schedule, ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from hpl.chat import IGNORE_INDEX, encode_continuation
 
@@ -82,8 +83,9 @@ class PreferenceExample:
 def encode_pair(tokenizer, pair: dict, level: str, max_length: int) -> PreferenceExample:
     chosen = encode_continuation(tokenizer, pair["prompt"], pair["chosen"], max_length)
     rejected = encode_continuation(tokenizer, pair["prompt"], pair["rejected"], max_length)
-    return PreferenceExample(level, chosen.input_ids, chosen.labels, rejected.input_ids, rejected.labels,
-                             meta={"id": pair["id"]})
+    return PreferenceExample(
+        level, chosen.input_ids, chosen.labels, rejected.input_ids, rejected.labels, meta={"id": pair["id"]}
+    )
 
 
 def _pad(rows: list[list[int]], value: int):
@@ -134,13 +136,22 @@ def batch_loss(model, batch: dict[str, Any], beta: float, settings: dict[str, Le
     chosen_nll = -chosen / counts[:n].clamp(min=1)
     loss = hierarchical_loss(batch["levels"], losses, chosen_nll, settings)
     margins = (chosen - batch["ref_chosen"]) - (rejected - batch["ref_rejected"])
-    metrics = {"dpo_loss": float(losses.mean()), "reward_margin": float(beta * margins.mean()),
-               "reward_accuracy": float((margins > 0).float().mean())}
+    metrics = {
+        "dpo_loss": float(losses.mean()),
+        "reward_margin": float(beta * margins.mean()),
+        "reward_accuracy": float((margins > 0).float().mean()),
+    }
     return loss, metrics
 
 
-def make_trainer(model, examples: list[PreferenceExample], args, pad_id: int, beta: float,
-                 settings: dict[str, LevelSettings]):
+def make_trainer(
+    model,
+    examples: list[PreferenceExample],
+    args,
+    pad_id: int,
+    beta: float,
+    settings: dict[str, LevelSettings],
+):
     """A transformers.Trainer whose loss is `batch_loss` (examples already hold reference log-probs)."""
     from transformers import Trainer
 
@@ -157,3 +168,63 @@ def make_trainer(model, examples: list[PreferenceExample], args, pad_id: int, be
         train_dataset=examples,
         data_collator=lambda chunk: collate(chunk, pad_id),
     )
+
+
+def load_examples(
+    tokenizer, pairs_by_level: dict[str, list[dict]], max_length: int
+) -> list[PreferenceExample]:
+    examples = []
+    for level, pairs in pairs_by_level.items():
+        examples += [encode_pair(tokenizer, pair, level, max_length) for pair in pairs]
+    return examples
+
+
+def train_dpo(
+    ref_path: str,
+    pairs_by_level: dict[str, list[dict]],
+    out_dir: str,
+    hp: dict[str, Any],
+    settings: dict[str, LevelSettings],
+    seed: int = 0,
+    init_path: str | None = None,
+) -> dict:
+    """DPO from `init_path` (default pi_ref) with pi_ref as the frozen reference; save to `out_dir`.
+
+    The reference log-probs are computed first with pi_ref's weights; training then needs one model only.
+    Resumes from the last checkpoint in `out_dir/checkpoints`.
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    from hpl.models import load_model
+    from hpl.sft import last_checkpoint, training_arguments
+
+    total = sum(len(p) for p in pairs_by_level.values())
+    if total == 0:
+        raise ValueError(f"no preference pairs to train on (levels: {', '.join(pairs_by_level) or 'none'})")
+    out = Path(out_dir)
+    ref_model, tokenizer = load_model(ref_path)
+    examples = load_examples(tokenizer, pairs_by_level, hp["max_length"])
+    precompute_reference(ref_model, examples, tokenizer.pad_token_id, batch_size=hp["batch_size"])
+    model = ref_model if init_path in (None, ref_path) else load_model(init_path)[0]
+    model.train()
+    trainer = make_trainer(
+        model, examples, training_arguments(out, hp, seed), tokenizer.pad_token_id, hp["beta"], settings
+    )
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    metrics = {
+        "pairs": {level: len(p) for level, p in pairs_by_level.items()},
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "seconds": round(time.time() - started, 2),
+        "hyperparameters": hp,
+        "levels": {k: vars(v) for k, v in settings.items()},
+        "seed": seed,
+        "reference": str(ref_path),
+    }
+    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

@@ -11,8 +11,9 @@ asked for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
@@ -27,6 +28,7 @@ class Episode:
     task_id: str
     meta: dict[str, Any]
     conversations: list[dict[str, str]]
+    run_id: str = ""  # distinguishes several samples of one task ("" = the task id)
     actions: list[str | None] = field(default_factory=list)
     invalid_actions: int = 0
     reward: float = 0.0
@@ -41,7 +43,7 @@ class Episode:
         if conversations[-1]["from"] == "human" and len(conversations) > 3:
             conversations.pop()  # the observation after the last action trains nothing
         return {
-            "id": self.task_id,
+            "id": self.run_id or self.task_id,
             "task_id": self.task_id,
             "task_type": self.meta.get("task_type"),
             "split": self.meta.get("split"),
@@ -54,9 +56,9 @@ class Episode:
         }
 
 
-def start_episode(env: Environment, task_id: str) -> Episode:
+def start_episode(env: Environment, task_id: str, run_id: str = "") -> Episode:
     observation, meta = env.reset(task_id)
-    return Episode(task_id, meta, new_conversation(env.instruction(), observation))
+    return Episode(task_id, meta, new_conversation(env.instruction(), observation), run_id=run_id)
 
 
 def advance(env: Environment, episode: Episode, reply: str, max_turns: int) -> None:
@@ -81,7 +83,7 @@ def advance(env: Environment, episode: Episode, reply: str, max_turns: int) -> N
 def play(
     make_env: Callable[[], Environment],
     policy: Policy,
-    task_ids: Iterable[str],
+    task_ids: Iterable[str | tuple[str, str]],
     *,
     parallel: int = 8,
     temperature: float = 0.0,
@@ -89,8 +91,11 @@ def play(
     on_finish: Callable[[Episode], None] | None = None,
     progress: str | None = None,
 ) -> list[Episode]:
-    """Play every task once; return the finished episodes in completion order."""
-    pending = list(task_ids)
+    """Play every task once; return the finished episodes in completion order.
+
+    An item of `task_ids` may be a (run_id, task_id) pair to play one task several times.
+    """
+    pending = [t if isinstance(t, tuple) else (t, t) for t in task_ids]
     envs: list[Environment] = []
     live: list[tuple[Environment, Episode]] = []
     finished: list[Episode] = []
@@ -99,7 +104,8 @@ def play(
         while pending or live:
             while pending and len(live) < parallel:
                 env = envs.pop() if envs else make_env()
-                live.append((env, start_episode(env, pending.pop(0))))
+                run_id, task_id = pending.pop(0)
+                live.append((env, start_episode(env, task_id, run_id)))
             replies = policy.act([episode.conversations for _, episode in live], temperature=temperature)
             still: list[tuple[Environment, Episode]] = []
             for (env, episode), reply in zip(live, replies):

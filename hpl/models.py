@@ -8,8 +8,9 @@ folder, so every later stage loads it exactly like Qwen2.5 (`AutoModelForCausalL
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hpl.chat import IM_END, IM_START
 

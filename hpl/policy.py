@@ -9,7 +9,8 @@ what every later action depends on.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from hpl.chat import generation_prompt
 from hpl.models import load_model, stop_token_ids

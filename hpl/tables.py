@@ -11,8 +11,8 @@ A long-format companion (`*_long.csv`: model, method, column, mean, std, n) keep
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -102,8 +102,16 @@ def table1(runs: Iterable[EvalRun], order: Sequence[tuple[str, str]] | None = No
             row[title] = format_cell(values)
             if values:
                 mean, std = mean_std(values)
-                long.append({"Model": model, "Method": method, "Column": title, "mean": mean, "std": std,
-                             "n": len(values)})
+                long.append(
+                    {
+                        "Model": model,
+                        "Method": method,
+                        "Column": title,
+                        "mean": mean,
+                        "std": std,
+                        "n": len(values),
+                    }
+                )
             for seed, value in by_seed.items():
                 per_seed.setdefault(seed, []).append(value)
         # Average: per seed the mean of the six cells, then mean ± std over seeds; empty unless complete
@@ -122,7 +130,9 @@ def type_table(runs: Iterable[EvalRun], split: str, order: Sequence[tuple[str, s
         runs_here = grouped.get((model, method), [])
         row = {"Model": model, "Method": method}
         for task_type in ALFWORLD_TYPES:
-            row[task_type] = format_cell(list(_column_values(runs_here, "alfworld", split, "success", task_type).values()))
+            row[task_type] = format_cell(
+                list(_column_values(runs_here, "alfworld", split, "success", task_type).values())
+            )
         row["All"] = format_cell(list(_column_values(runs_here, "alfworld", split, "success").values()))
         wide.append(row)
     return pd.DataFrame(wide)

@@ -10,7 +10,8 @@ The JSON schemas below are the contract; `validate_trajectory` checks one record
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jsonschema
 

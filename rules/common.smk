@@ -1,5 +1,6 @@
 # Helpers shared by the rules: settings lookups, path builders, input functions, code fingerprints.
 import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,11 @@ def code_version(*modules):
         for path in sorted(Path(workflow.basedir, "hpl").glob(module)):
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def bench_code(*modules):
+    """Input function: code version of `modules` plus the benchmark's own engine files."""
+    return lambda wc: code_version("benchmarks.py", "envs/base.py", *BENCHMARKS[wc.bench].code, *modules)
 
 
 def model_spec(model):
@@ -70,3 +76,27 @@ def tables():
     if "alfworld" in config["benchmarks"]:
         outputs += ["results/table6.csv", "results/table7.csv"]
     return outputs
+
+
+def method_spec(method):
+    return config["method_specs"][method]
+
+
+def methods_of_kind(kind):
+    return [m for m in config["methods"] if method_spec(m)["kind"] == kind]
+
+
+def one_of(names):
+    """A wildcard regex matching exactly `names` (or nothing when empty)."""
+    return "|".join(map(re.escape, names)) if names else "(?!x)x"
+
+
+def reference(wildcards):
+    """pi_ref: the SFT checkpoint of the reference seed."""
+    return f"results/{wildcards.bench}/{wildcards.model}/train/sft/seed{config['reference_seed']}"
+
+
+def pair_files(wildcards):
+    """The pair files a DPO method trains on, one per level of its spec."""
+    levels = method_spec(wildcards.method)["levels"]
+    return {level: f"results/{wildcards.bench}/{wildcards.model}/pairs/{level}.jsonl" for level in levels}

@@ -6,7 +6,7 @@ rule benchmark_data:
         "resources/{bench}/manifest.json",
     params:
         mirror=config["data_mirror"],
-        code=code_version("benchmarks.py", "alfworld/data.py", "mirror.py"),
+        code=bench_code("mirror.py"),
     conda:
         "../envs/engines.yaml"
     log:

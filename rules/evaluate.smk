@@ -10,7 +10,7 @@ rule evaluate:
     params:
         settings=lambda wc: config[wc.bench],
         generation=config["generation"],
-        code=code_version("episodes.py", "policy.py", "chat.py", "envs/*.py", "alfworld/*.py", "react.py"),
+        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
     threads: 1
     resources:
         gpu=1,

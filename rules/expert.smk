@@ -9,8 +9,7 @@ rule expert:
         card="results/{bench}/expert/card.json",
     params:
         settings=lambda wc: config[wc.bench],
-        code=code_version("benchmarks.py", "alfworld/*.py", "envs/*.py", "trajectory.py", "react.py"),
-    threads: config["workers"]
+        code=bench_code("trajectory.py", "react.py"),
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,

@@ -1,4 +1,4 @@
-# Models: the embedded tiny model (built from scratch here) and behaviour cloning (SFT) -> pi_ref.
+# The embedded tiny model, built from scratch here (other models are a local path or hub id).
 
 
 rule tiny_model:
@@ -16,27 +16,3 @@ rule tiny_model:
     script:
         "../scripts/build_tiny_model.py"
 
-
-rule sft:
-    input:
-        base=base_model,
-        expert="results/{bench}/expert/train.jsonl",
-    output:
-        directory("results/{bench}/{model}/train/sft/seed{seed}"),
-    params:
-        base=base_model_path,
-        hp=config["training"]["sft"],
-        code=code_version("sft.py", "chat.py", "models.py"),
-    threads: workflow.cores
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
-        runtime=lambda wc, attempt: 240 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/sft/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/sft/seed{seed}.tsv"
-    script:
-        "../scripts/train_sft.py"

@@ -23,9 +23,7 @@ env.close()
 out = ResumableJsonl(smk.output.data)
 todo = [t for t in tasks if not out.done(t)]
 log.info("%d training tasks, %d already collected", len(tasks), len(tasks) - len(todo))
-records, card = bench.expert(data_dir, todo, settings, smk.threads)
-for record in records:
-    out.add(record)
+card = bench.expert(data_dir, todo, settings, on_record=out.add, skip=out.done)
 kept = out.finish(order=tasks)
 card.update({"benchmark": bench.name, "tasks_selected": len(tasks), "trajectories_kept": len(kept)})
 write_json(smk.output.card, card)

@@ -37,7 +37,15 @@ if todo:
         max_prompt_tokens=gen["max_prompt_tokens"],
         batch_size=gen["parallel_episodes"],
     )
-    play(make_env, policy, todo, parallel=gen["parallel_episodes"], temperature=0.0,
-         max_turns=settings["max_turns"], on_finish=lambda ep: out.add(ep.record()), progress=split)
+    play(
+        make_env,
+        policy,
+        todo,
+        parallel=gen["parallel_episodes"],
+        temperature=0.0,
+        max_turns=settings["max_turns"],
+        on_finish=lambda ep: out.add(ep.record()),
+        progress=split,
+    )
 episodes = out.finish(order=tasks)
 log.info("%s/%s: %s", bench.name, split, episode_metrics(episodes))

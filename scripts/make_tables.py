@@ -1,7 +1,6 @@
 """Rule tables: Table 1 (main results) and Tables 6/7 (ALFWorld per task type) from the eval rows."""
 
 import re
-
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
@@ -12,12 +11,16 @@ from hpl.tables import EvalRun, table1, type_table
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
-PATH = re.compile(r"results/(?P<bench>[^/]+)/(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/(?P<split>[^/]+)\.jsonl$")
+PATH = re.compile(
+    r"results/(?P<bench>[^/]+)/(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/(?P<split>[^/]+)\.jsonl$"
+)
 
 runs = []
 for path in smk.input:
     m = PATH.search(path)
-    runs.append(EvalRun(m["model"], m["method"], int(m["seed"]), m["bench"], m["split"], tuple(read_jsonl(path))))
+    runs.append(
+        EvalRun(m["model"], m["method"], int(m["seed"]), m["bench"], m["split"], tuple(read_jsonl(path)))
+    )
 order = [(model, method) for model in smk.params.models for method in smk.params.methods]
 
 

@@ -1,4 +1,5 @@
-"""Rule sft: behaviour cloning on the expert trajectories (loss on agent turns only)."""
+"""Rules sft / rft: behaviour cloning (loss on agent turns only) from the base model, on the expert
+trajectories (SFT) or on them plus pi_ref's successful samples (RFT)."""
 
 import sys
 
@@ -12,5 +13,9 @@ smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
 use_threads(smk.threads)
 records = read_jsonl(smk.input.expert)
+if "samples" in smk.input.keys():  # RFT: add pi_ref's own successful trajectories to the expert data
+    successes = [r for r in read_jsonl(smk.input.samples) if r["success"]]
+    log.info("RFT: %d expert + %d successful pi_ref trajectories", len(records), len(successes))
+    records += successes
 metrics = train_sft(smk.params.base, records, smk.output[0], smk.params.hp, seed=int(smk.wildcards.seed))
 log.info("SFT done: %s", metrics)

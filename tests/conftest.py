@@ -21,7 +21,9 @@ def _configured_mirror() -> str | None:
 def mirror_for(benchmark: str) -> Path:
     folder = benchmark_mirror(_configured_mirror(), benchmark)
     if folder is None:
-        pytest.fail(f"no data mirror for {benchmark}: set data_mirror in config/config.yaml or $HPL_DATA_MIRROR")
+        pytest.fail(
+            f"no data mirror for {benchmark}: set data_mirror in config/config.yaml or $HPL_DATA_MIRROR"
+        )
     return folder
 
 

@@ -50,8 +50,14 @@ def _batch(levels):
     ids = torch.tensor([[0, 1, 1]] * n + [[0, 0, 0]] * n)
     labels = ids.clone()
     labels[:, 0] = IGNORE_INDEX
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
-            "ref_chosen": torch.full((n,), -1.5), "ref_rejected": torch.full((n,), -1.0), "levels": levels}
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": labels,
+        "ref_chosen": torch.full((n,), -1.5),
+        "ref_rejected": torch.full((n,), -1.0),
+        "levels": levels,
+    }
 
 
 def test_ipr_loss_is_dpo_plus_chosen_nll_by_hand():
@@ -77,8 +83,9 @@ def test_hierarchical_loss_is_weighted_sum_of_level_means():
 
 def test_gradient_flows_to_the_policy():
     model = TwoTokenModel(TABLE)
-    loss, metrics = batch_loss(model, _batch(["traj", "group"]), 0.3,
-                               {"traj": LevelSettings(), "group": LevelSettings()})
+    loss, metrics = batch_loss(
+        model, _batch(["traj", "group"]), 0.3, {"traj": LevelSettings(), "group": LevelSettings()}
+    )
     loss.backward()
     assert model.table.grad is not None and model.table.grad.abs().sum() > 0
     assert 0.0 <= metrics["reward_accuracy"] <= 1.0

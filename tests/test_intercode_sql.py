@@ -21,7 +21,7 @@ from hpl.envs.base import make_env
 from hpl.intercode.actions import format_sql_action, normalize_reply, parse_sql_action
 from hpl.intercode.expert import expert_trajectories
 from hpl.intercode.reward import iou, kendall_tau_b, score
-from hpl.intercode.sandbox import READ_ONLY_PASSWORD, Sandbox, account_name
+from hpl.intercode.sandbox import READ_ONLY_PASSWORD, account_name
 from hpl.intercode.server import DumpError, PrivateServer, ServerError, find_program
 from hpl.intercode.statements import read_only_violation, split_statements
 from hpl.intercode.tasks import AMBIGUOUS_GOLD, INVALID_GOLD, load_tasks, split_tasks
@@ -96,15 +96,32 @@ def test_order_scaling_is_optional():
 def test_split_statements_respects_literals_and_comments():
     text = "SELECT ';' ; -- a comment; here\nSELECT `a;b` FROM t /* x; y */;\n/*!40101 SET x=1 */;"
     statements = split_statements(text)
-    assert [s.text for s in statements] == ["SELECT ';'", "-- a comment; here\nSELECT `a;b` FROM t /* x; y */", "/*!40101 SET x=1 */"]
+    assert [s.text for s in statements] == [
+        "SELECT ';'",
+        "-- a comment; here\nSELECT `a;b` FROM t /* x; y */",
+        "/*!40101 SET x=1 */",
+    ]
     assert [s.line for s in statements] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(
     "sql",
-    ["DROP TABLE t", "DELETE FROM t", "INSERT INTO t VALUES (1)", "UPDATE t SET a = 1", "GRANT ALL ON *.* TO x",
-     "SET max_statement_time = 0", "SELECT @a := 1", "SELECT a INTO @x FROM t", "SELECT * FROM t FOR UPDATE",
-     "USE world_1", "CREATE TABLE x (a INT)", "KILL 1", "CALL p()", "LOAD DATA INFILE 'x' INTO TABLE t"],
+    [
+        "DROP TABLE t",
+        "DELETE FROM t",
+        "INSERT INTO t VALUES (1)",
+        "UPDATE t SET a = 1",
+        "GRANT ALL ON *.* TO x",
+        "SET max_statement_time = 0",
+        "SELECT @a := 1",
+        "SELECT a INTO @x FROM t",
+        "SELECT * FROM t FOR UPDATE",
+        "USE world_1",
+        "CREATE TABLE x (a INT)",
+        "KILL 1",
+        "CALL p()",
+        "LOAD DATA INFILE 'x' INTO TABLE t",
+    ],
 )
 def test_statement_check_refuses_writes(sql):
     assert read_only_violation(sql) is not None
@@ -112,9 +129,17 @@ def test_statement_check_refuses_writes(sql):
 
 @pytest.mark.parametrize(
     "sql",
-    ["SELECT REPLACE(name, 'a', 'b') FROM t", "SHOW TABLES", "DESCRIBE t", "desc t", "EXPLAIN SELECT 1",
-     "WITH x AS (SELECT 1) SELECT * FROM x", "(SELECT 1) UNION (SELECT 2)", "SELECT 'drop table t'",
-     "SELECT created FROM votes ORDER BY created DESC"],
+    [
+        "SELECT REPLACE(name, 'a', 'b') FROM t",
+        "SHOW TABLES",
+        "DESCRIBE t",
+        "desc t",
+        "EXPLAIN SELECT 1",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "(SELECT 1) UNION (SELECT 2)",
+        "SELECT 'drop table t'",
+        "SELECT created FROM votes ORDER BY created DESC",
+    ],
 )
 def test_statement_check_allows_reads(sql):
     assert read_only_violation(sql) is None
@@ -180,7 +205,11 @@ def test_episode_protocol(env):
     task_id = env.task_ids("test")[0]
     observation, meta = env.reset(task_id)
     assert observation == env.task(task_id).question
-    assert meta["task_id"] == task_id and meta["db"] == env.task(task_id).db and meta["task_type"] in {"easy", "medium", "hard", "extra"}
+    assert (
+        meta["task_id"] == task_id
+        and meta["db"] == env.task(task_id).db
+        and meta["task_type"] in {"easy", "medium", "hard", "extra"}
+    )
     result = env.step("```sql SHOW TABLES ```")
     assert result.observation.startswith("[(") and not result.done and result.reward == 0.0
     assert not result.info["invalid"]
@@ -256,19 +285,32 @@ def test_sandbox_bounds_and_refuses(env, world_task, case):
     result = env.step(SANDBOX_CASES[case])
     elapsed = time.monotonic() - began
     assert elapsed < BOUND_S, f"{case} took {elapsed:.1f} s"
-    assert result.observation.startswith("Error executing query: ") and result.info["invalid"], result.observation
+    assert result.observation.startswith("Error executing query: ") and result.info["invalid"], (
+        result.observation
+    )
     assert env.sandbox.row_counts() == before
     assert not env.step("SELECT count(*) FROM city").info["invalid"]  # the sandbox still works
 
 
 @needs_server
-@pytest.mark.parametrize("sql", ["DROP TABLE city", "DELETE FROM city", "INSERT INTO city (Name) VALUES ('x')",
-                                 "UPDATE city SET Population = 0", "GRANT SELECT ON world_1.* TO CURRENT_USER",
-                                 "CREATE TABLE x (a INT)", "SELECT * FROM flight_2.airports"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TABLE city",
+        "DELETE FROM city",
+        "INSERT INTO city (Name) VALUES ('x')",
+        "UPDATE city SET Population = 0",
+        "GRANT SELECT ON world_1.* TO CURRENT_USER",
+        "CREATE TABLE x (a INT)",
+        "SELECT * FROM flight_2.airports",
+    ],
+)
 def test_privileges_refuse_writes_without_the_statement_check(env, sql):
     """The second layer: the agent account itself cannot write, even if the statement check let SQL by."""
     before = env.sandbox.row_counts()
-    connection = env.server.settings.as_user(account_name("world_1"), READ_ONLY_PASSWORD).connect(database="world_1")
+    connection = env.server.settings.as_user(account_name("world_1"), READ_ONLY_PASSWORD).connect(
+        database="world_1"
+    )
     try:
         with connection.cursor() as cursor, pytest.raises(pymysql.MySQLError):
             cursor.execute(sql)
@@ -279,7 +321,9 @@ def test_privileges_refuse_writes_without_the_statement_check(env, sql):
 
 @needs_server
 def test_server_refuses_multi_statements(env):
-    connection = env.server.settings.as_user(account_name("world_1"), READ_ONLY_PASSWORD).connect(database="world_1")
+    connection = env.server.settings.as_user(account_name("world_1"), READ_ONLY_PASSWORD).connect(
+        database="world_1"
+    )
     try:
         with connection.cursor() as cursor, pytest.raises(pymysql.MySQLError):
             cursor.execute("SELECT 1; SELECT 2")
@@ -338,8 +382,12 @@ def test_server_stops_on_sigterm(tmp_path, dump):
             time.sleep(120)
         """
     )
-    job = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                           cwd=Path(__file__).resolve().parent.parent)
+    job = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     try:
         pid = int(job.stdout.readline())
         assert _alive(pid)

@@ -9,21 +9,29 @@ from hpl.models import ModelLoadError, build_tiny_model, load_model
 from hpl.policy import HFPolicy, fit_context
 from hpl.sft import train_sft
 
-SPEC = dict(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_positions=512)
+SPEC = dict(
+    vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_positions=512
+)
 
 
 def _records(n=24):
     records = []
     for i in range(n):
         k = i % 3
-        records.append({"id": str(i), "reward": 1.0, "conversations": [
-            {"from": "human", "value": "Interact with a household."},
-            {"from": "gpt", "value": "OK"},
-            {"from": "human", "value": f"Your task is to: go to desk {k}."},
-            {"from": "gpt", "value": f"Thought: the desk {k}.\nAction: go to desk {k}"},
-            {"from": "human", "value": "Observation: On the desk, you see a pen."},
-            {"from": "gpt", "value": "Thought: done.\nAction: look"},
-        ]})
+        records.append(
+            {
+                "id": str(i),
+                "reward": 1.0,
+                "conversations": [
+                    {"from": "human", "value": "Interact with a household."},
+                    {"from": "gpt", "value": "OK"},
+                    {"from": "human", "value": f"Your task is to: go to desk {k}."},
+                    {"from": "gpt", "value": f"Thought: the desk {k}.\nAction: go to desk {k}"},
+                    {"from": "human", "value": "Observation: On the desk, you see a pen."},
+                    {"from": "gpt", "value": "Thought: done.\nAction: look"},
+                ],
+            }
+        )
     return records
 
 
@@ -39,7 +47,10 @@ def test_loss_mask_covers_exactly_the_agent_turns(tiny):
     turns = _records()[0]["conversations"]
     enc = encode_turns(tok, turns)
     learned = tok.decode([i for i, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE_INDEX])
-    assert learned == "OK<|im_end|>Thought: the desk 0.\nAction: go to desk 0<|im_end|>Thought: done.\nAction: look<|im_end|>"
+    assert (
+        learned
+        == "OK<|im_end|>Thought: the desk 0.\nAction: go to desk 0<|im_end|>Thought: done.\nAction: look<|im_end|>"
+    )
     assert "Observation" not in learned and "household" not in learned
 
 
@@ -62,8 +73,17 @@ def test_fit_context_keeps_task_and_drops_oldest_steps(tiny):
 
 
 def test_sft_learns_and_policy_generates(tiny, tmp_path):
-    hp = dict(batch_size=8, lr=5e-3, epochs=30, max_length=256, warmup_ratio=0.1, grad_accum=1,
-              scheduler="cosine", save_steps=1000, logging_steps=100)
+    hp = dict(
+        batch_size=8,
+        lr=5e-3,
+        epochs=30,
+        max_length=256,
+        warmup_ratio=0.1,
+        grad_accum=1,
+        scheduler="cosine",
+        save_steps=1000,
+        logging_steps=100,
+    )
     metrics = train_sft(str(tiny), _records(), str(tmp_path / "sft"), hp, seed=0)
     assert metrics["examples"] == 24 and metrics["train_loss"] < math.log(SPEC["vocab_size"])  # below chance
     assert (tmp_path / "sft" / "train_metrics.json").exists()

@@ -30,10 +30,15 @@ def test_format_and_parse_round_trip():
 
 def _trajectory():
     return build_trajectory(
-        "t1", "instruction", "You are in a room. Your task is to: x.",
-        [(react.format_turn("go", "go to desk 1"), "On the desk 1, you see a mug 1."),
-         (react.format_turn("take", "take mug 1 from desk 1"), "You pick up the mug 1.")],
-        reward=1.0, task_type="Pick",
+        "t1",
+        "instruction",
+        "You are in a room. Your task is to: x.",
+        [
+            (react.format_turn("go", "go to desk 1"), "On the desk 1, you see a mug 1."),
+            (react.format_turn("take", "take mug 1 from desk 1"), "You pick up the mug 1."),
+        ],
+        reward=1.0,
+        task_type="Pick",
     )
 
 

@@ -15,7 +15,14 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = SNAKEMAKE + ["-n", "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    cmd = SNAKEMAKE + [
+        "-n",
+        "--snakefile",
+        str(PROJECT_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
@@ -53,13 +60,17 @@ def test_dry_run_lists_dag_from_data_to_tables(tmp_path):
 
 def test_paper_preset_is_valid(tmp_path):
     preset = PROJECT_ROOT / "config" / "presets" / "paper.yaml"
-    result = dry_run(tmp_path, "results/table1.csv", "--configfile", str(preset))  # targets first: --configfile takes a list
+    result = dry_run(
+        tmp_path, "results/table1.csv", "--configfile", str(preset)
+    )  # targets first: --configfile takes a list
     assert result.returncode == 0, result.stderr
     assert "results/alfworld/qwen2.5-7b/eval/sft/seed2/seen.jsonl" in result.stdout + result.stderr
 
 
 def test_lint_is_clean():
-    result = subprocess.run(SNAKEMAKE + ["--lint"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        SNAKEMAKE + ["--lint"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0
     assert "Lints for" not in result.stdout + result.stderr
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import abc
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -121,9 +122,10 @@ class Environment(abc.ABC):
         return None
 
     def close(self) -> None:
-        """Release engine resources."""
+        """Release engine resources (nothing to release by default)."""
+        return None
 
-    def __enter__(self) -> "Environment":
+    def __enter__(self) -> Environment:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -57,7 +57,7 @@ INSTRUCTION = (
     'process should start with "Thought: ", for example: Thought: I should write a SQL query that gets the '
     "average GNP and total population from nations whose government is US territory.\n"
     "After that, you have two options:\n"
-    '1) Interact with a mysql programming environment and receive the corresponding output. Your action should '
+    "1) Interact with a mysql programming environment and receive the corresponding output. Your action should "
     'start with "Action: " and hold one SQL statement surrounded with a ```sql ``` tag on the same line, for '
     "example: Action: ```sql SELECT AVG(GNP), SUM(population) FROM nations WHERE government = 'US Territory' ```\n"
     "2) Directly submit the result of your latest query as the answer, for example: Action: submit\n"
@@ -106,7 +106,9 @@ class InterCodeSQLEnv(Environment):
     ) -> None:
         super().__init__()
         if truncation_reward not in TRUNCATION_POLICIES:
-            raise ValueError(f"truncation_reward must be one of {TRUNCATION_POLICIES}, not {truncation_reward!r}")
+            raise ValueError(
+                f"truncation_reward must be one of {TRUNCATION_POLICIES}, not {truncation_reward!r}"
+            )
         self.data_dir = Path(data_dir)
         self.tasks: dict[str, SqlTask] = {task.task_id: task for task in load_tasks(self.data_dir)}
         self.split = split_tasks(list(self.tasks.values()), test_size, split_seed)
@@ -171,7 +173,9 @@ class InterCodeSQLEnv(Environment):
         task = self._task
         assert task is not None
         if self._done:
-            return StepResult("The episode is over; reset to start another task.", self._reward, True, {"invalid": True})
+            return StepResult(
+                "The episode is over; reset to start another task.", self._reward, True, {"invalid": True}
+            )
         self._turns += 1
         kind, sql = parse_sql_action(action)
         if kind == SUBMIT:
@@ -181,8 +185,11 @@ class InterCodeSQLEnv(Environment):
         outcome = self.sandbox.run(task.db, sql)
         self._last_rows = outcome.rows
         text = str(outcome.rows) if outcome.ok else str(outcome.error)
-        info = {"invalid": not outcome.ok, "rows": None if outcome.rows is None else len(outcome.rows),
-                "seconds": outcome.seconds}
+        info = {
+            "invalid": not outcome.ok,
+            "rows": None if outcome.rows is None else len(outcome.rows),
+            "seconds": outcome.seconds,
+        }
         return StepResult(self._truncate(text), 0.0, False, info)
 
     def final_reward(self) -> float:

@@ -15,7 +15,9 @@ import re
 _FENCE = re.compile(r"```[ \t]*(?:(?:sql|mysql)(?=\s))?(.*?)```", re.S | re.I)
 _OPEN_FENCE = re.compile(r"^```[ \t]*(?:(?:sql|mysql)(?=\s|$))?", re.I)
 _SUBMIT = re.compile(r"submit\b[\s.!]*", re.I)
-_MULTILINE_ACTION = re.compile(r"Action:[ \t]*\n\s*```[ \t]*(sql|mysql)?[ \t]*\n(.*?)\n?[ \t]*```", re.S | re.I)
+_MULTILINE_ACTION = re.compile(
+    r"Action:[ \t]*\n\s*```[ \t]*(sql|mysql)?[ \t]*\n(.*?)\n?[ \t]*```", re.S | re.I
+)
 
 SUBMIT = "submit"
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hpl import react
 from hpl.intercode.actions import SUBMIT, format_sql_action
@@ -38,7 +39,9 @@ DEFAULT_THRESHOLD = 1.0
 _DESCRIBED_TABLE = re.compile(r"^\s*(?:DESCRIBE|DESC|SHOW\s+(?:FULL\s+)?COLUMNS\s+FROM)\s+`?([\w$]+)`?", re.I)
 
 
-def logged_solutions(log_path: str | os.PathLike, task_ids: Iterable[str], threshold: float = DEFAULT_THRESHOLD) -> dict[str, list[str]]:
+def logged_solutions(
+    log_path: str | os.PathLike, task_ids: Iterable[str], threshold: float = DEFAULT_THRESHOLD
+) -> dict[str, list[str]]:
     """Task id -> GPT-4's actions up to its first action reaching `threshold`, for the tasks it solved."""
     with open(log_path) as handle:
         log: dict[str, Any] = json.load(handle)
@@ -122,18 +125,26 @@ def expert_trajectories(
     if log_path is None:
         log_path = Path(env.data_dir) / "gpt-4_multiturn_10_turns.json"
     kept: dict[str, dict[str, Any]] = {}
-    card: dict[str, Any] = {"benchmark": "intercode_sql", "source": source, "threshold": threshold,
-                            "train_tasks": len(train)}
+    card: dict[str, Any] = {
+        "benchmark": "intercode_sql",
+        "source": source,
+        "threshold": threshold,
+        "train_tasks": len(train),
+    }
     if "gpt4" in source:
         solutions = logged_solutions(log_path, train, threshold)
         failed = []
         for task_id, actions in solutions.items():
             record = play(env, task_id, actions, "gpt4")
-            if record["reward"] >= threshold and _replays_succeed(env, task_id, actions, threshold, replays - 1):
+            if record["reward"] >= threshold and _replays_succeed(
+                env, task_id, actions, threshold, replays - 1
+            ):
                 kept[task_id] = record
             else:
                 failed.append(task_id)
-        card.update(gpt4_logged_solved=len(solutions), gpt4_kept=len(kept), gpt4_failed_replay=sorted(failed, key=int))
+        card.update(
+            gpt4_logged_solved=len(solutions), gpt4_kept=len(kept), gpt4_failed_replay=sorted(failed, key=int)
+        )
     if "gold" in source:
         gold_kept, gold_failed = 0, []
         for task_id in train:

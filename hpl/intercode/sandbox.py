@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pymysql
 import pymysql.cursors
@@ -83,7 +84,7 @@ class Sandbox:
         self._prepared = False
 
     # -- setup -----------------------------------------------------------------------------------------
-    def prepare(self) -> "Sandbox":
+    def prepare(self) -> Sandbox:
         """Create the read-only accounts (idempotent: several environments may share one server)."""
         if self._prepared:
             return self
@@ -166,7 +167,9 @@ class Sandbox:
             return QueryOutcome(None, ERROR_PREFIX + _message(err), time.perf_counter() - began)
         self._dirty.add(db)
         rows, error = self._execute(db, connection, split_statements(sql)[0].text)
-        return QueryOutcome(rows, None if error is None else ERROR_PREFIX + error, time.perf_counter() - began)
+        return QueryOutcome(
+            rows, None if error is None else ERROR_PREFIX + error, time.perf_counter() - began
+        )
 
     @staticmethod
     def refusal(sql: str) -> str | None:
@@ -232,7 +235,8 @@ class Sandbox:
         with connection.cursor() as cursor:
             for db in self.databases:
                 cursor.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db,)
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
+                    (db,),
                 )
                 for (table,) in cursor.fetchall():
                     cursor.execute(f"SELECT COUNT(*) FROM {_quote_identifier(db)}.{_quote_identifier(table)}")

@@ -47,10 +47,26 @@ from hpl.intercode.statements import split_statements
 
 #: the databases of ic_spider_dbs.sql (used to tell whether a server already holds the data)
 SPIDER_DATABASES = (
-    "battle_death", "car_1", "concert_singer", "course_teach", "cre_Doc_Template_Mgt", "dog_kennels",
-    "employee_hire_evaluation", "flight_2", "museum_visit", "network_1", "orchestra", "pets_1",
-    "poker_player", "real_estate_properties", "singer", "student_transcripts_tracking", "tvshow",
-    "voter_1", "world_1", "wta_1",
+    "battle_death",
+    "car_1",
+    "concert_singer",
+    "course_teach",
+    "cre_Doc_Template_Mgt",
+    "dog_kennels",
+    "employee_hire_evaluation",
+    "flight_2",
+    "museum_visit",
+    "network_1",
+    "orchestra",
+    "pets_1",
+    "poker_player",
+    "real_estate_properties",
+    "singer",
+    "student_transcripts_tracking",
+    "tvshow",
+    "voter_1",
+    "world_1",
+    "wta_1",
 )
 
 _MISSING_SERVER = (
@@ -96,7 +112,7 @@ class ConnectionSettings:
         params.update(options)
         return pymysql.connect(**params)
 
-    def as_user(self, user: str, password: str) -> "ConnectionSettings":
+    def as_user(self, user: str, password: str) -> ConnectionSettings:
         return replace(self, user=user, password=password)
 
 
@@ -166,7 +182,7 @@ class ExternalServer:
     dump: str | os.PathLike | None = None
     loaded_dump: bool = field(default=False, init=False)
 
-    def start(self) -> "ExternalServer":
+    def start(self) -> ExternalServer:
         try:
             present = spider_databases_present(self.settings)
         except pymysql.MySQLError as err:
@@ -184,7 +200,7 @@ class ExternalServer:
     def stop(self) -> None:
         """Nothing to stop: the server is not ours."""
 
-    def __enter__(self) -> "ExternalServer":
+    def __enter__(self) -> ExternalServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -284,7 +300,7 @@ class PrivateServer:
         return self.process is not None and self.process.poll() is None
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> "PrivateServer":
+    def start(self) -> PrivateServer:
         if self.running:
             return self
         began = time.perf_counter()
@@ -321,7 +337,7 @@ class PrivateServer:
             self._socket_dir = None
         self._release_lock()
 
-    def __enter__(self) -> "PrivateServer":
+    def __enter__(self) -> PrivateServer:
         self._install_sigterm_handler()
         atexit.register(self.stop)
         try:
@@ -372,7 +388,9 @@ class PrivateServer:
 
     def _server_command(self, mariadbd: str) -> list[str]:
         network = (
-            ["--skip-networking"] if self.port is None else [f"--port={self.port}", "--bind-address=127.0.0.1"]
+            ["--skip-networking"]
+            if self.port is None
+            else [f"--port={self.port}", "--bind-address=127.0.0.1"]
         )
         return [
             mariadbd,

@@ -24,8 +24,24 @@ READ_ONLY_VERBS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPL
 #: (INSERT and REPLACE are also string functions, so they are refused only as the first keyword.)
 FORBIDDEN_WORDS = frozenset(
     {
-        "UPDATE", "DELETE", "DROP", "CREATE", "ALTER", "TRUNCATE", "GRANT", "REVOKE", "RENAME",
-        "HANDLER", "LOCK", "INTO", "OUTFILE", "DUMPFILE", "ANALYZE", "OPTIMIZE", "REPAIR", "PURGE",
+        "UPDATE",
+        "DELETE",
+        "DROP",
+        "CREATE",
+        "ALTER",
+        "TRUNCATE",
+        "GRANT",
+        "REVOKE",
+        "RENAME",
+        "HANDLER",
+        "LOCK",
+        "INTO",
+        "OUTFILE",
+        "DUMPFILE",
+        "ANALYZE",
+        "OPTIMIZE",
+        "REPAIR",
+        "PURGE",
     }
 )
 
@@ -144,9 +160,7 @@ def read_only_violation(statement: str) -> str | None:
     verb = first_keyword(statement)
     if verb not in READ_ONLY_VERBS:
         shown = verb or statement.strip()[:20]
-        return (
-            f"only read-only statements are allowed (SELECT, SHOW, DESCRIBE, EXPLAIN); refused: {shown}"
-        )
+        return f"only read-only statements are allowed (SELECT, SHOW, DESCRIBE, EXPLAIN); refused: {shown}"
     words = {word.upper() for word in _WORD.findall(code)}
     bad = sorted(words & FORBIDDEN_WORDS)
     if bad:

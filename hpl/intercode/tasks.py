@@ -44,14 +44,34 @@ INVALID_GOLD: dict[str, str] = {
     "638": "space between COUNT and '(' (COUNT (*)) is a syntax error without sql_mode IGNORE_SPACE",
 }
 
-_TIE = "ties at ORDER BY count(*) ... LIMIT 1: MariaDB returns one of several tied rows, differing between runs"
+_TIE = (
+    "ties at ORDER BY count(*) ... LIMIT 1: MariaDB returns one of several tied rows, differing between runs"
+)
 #: gold queries whose result is not determined by the data (found by running every gold query up to 200 times
 #: on fresh connections; all are GROUP BY ... ORDER BY count(*) LIMIT 1 with a tie for first place)
 AMBIGUOUS_GOLD: dict[str, str] = {
     task_id: _TIE
     for task_id in (
-        "50", "70", "100", "129", "198", "349", "377", "407", "426", "445",
-        "484", "512", "569", "669", "776", "811", "871", "916", "964", "978",
+        "50",
+        "70",
+        "100",
+        "129",
+        "198",
+        "349",
+        "377",
+        "407",
+        "426",
+        "445",
+        "484",
+        "512",
+        "569",
+        "669",
+        "776",
+        "811",
+        "871",
+        "916",
+        "964",
+        "978",
     )
 }
 
@@ -130,7 +150,9 @@ def _greedy_databases(counts: Counter, order: list[str], size: int) -> list[str]
     return chosen
 
 
-def split_tasks(tasks: list[SqlTask], test_size: int = DEFAULT_TEST_SIZE, seed: int = DEFAULT_SPLIT_SEED) -> Split:
+def split_tasks(
+    tasks: list[SqlTask], test_size: int = DEFAULT_TEST_SIZE, seed: int = DEFAULT_SPLIT_SEED
+) -> Split:
     """The database-disjoint split described in the module docstring."""
     usable = [task for task in tasks if task.scoreable]
     counts = Counter(task.db for task in usable)

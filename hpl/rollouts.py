@@ -1,0 +1,181 @@
+"""Monte Carlo rollouts: complete episodes from mid-episode states with pi_ref, many at once.
+
+A `State` is a task plus the actions that lead to it (and the conversation so far, which is the policy's
+context). `rollout_states` completes each state `n` times at a given temperature and returns every
+rollout's final reward and continuation; `mc_value` is the mean final reward, the Monte Carlo estimate of
+the state's value used by IPR (step level) and HPL (group level).
+
+How it stays fast (the step/group data are the expensive part of the method):
+- one policy call per turn for all live rollouts (batched generation across `lanes` environments);
+- a state is reached once per lane (reset + replay of its prefix), snapshotted, and every further rollout
+  of it restores the snapshot, which is a C-level state-id switch on ALFWorld (`fast_restore`) instead of
+  a reset costing seconds. Engines without a cheap restore fall back to reset + replay (still correct).
+`naive=True` runs the reference path instead: one rollout at a time, each from a fresh reset + replay, as
+IPR's released scripts do; the benchmark script compares the two.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from hpl.envs.base import Environment, StepResult
+from hpl.episodes import Episode, advance
+from hpl.policy import Policy
+
+
+@dataclass(frozen=True)
+class State:
+    key: str  # unique name, e.g. "task#step3"
+    task_id: str
+    prefix: tuple[str, ...]  # actions from the reset to this state
+    conversations: tuple[dict, ...]  # the conversation up to here, ending with a human turn
+
+
+@dataclass
+class Rollout:
+    reward: float
+    turns: list[dict]  # the continuation: gpt/human turns after the state, ending with a gpt turn
+    actions: list[str | None]
+
+
+@dataclass
+class StateResult:
+    state: State
+    rollouts: list[Rollout] = field(default_factory=list)
+
+    @property
+    def value(self) -> float:
+        return mc_value(self.rollouts)
+
+
+def mc_value(rollouts: Sequence[Rollout]) -> float:
+    """Mean final reward of the rollouts (the Monte Carlo value estimate)."""
+    return statistics.fmean(r.reward for r in rollouts) if rollouts else 0.0
+
+
+def reach(env: Environment, state: State) -> StepResult | None:
+    """Put `env` in `state` by reset + replay (works on every engine); return the last step's result."""
+    env.reset(state.task_id)
+    result = None
+    for action in state.prefix:
+        result = env.step(action)
+    return result
+
+
+@dataclass
+class _Lane:
+    env: Environment
+    result: StateResult | None = None
+    remaining: int = 0
+    snapshot: Any = None
+    arrival: StepResult | None = None  # the step that reached the state (None: the state is a reset)
+    episode: Episode | None = None
+
+
+def _start_rollout(lane: _Lane, naive: bool) -> None:
+    state = lane.result.state
+    if naive or lane.snapshot is None:
+        lane.arrival = reach(lane.env, state)
+        if not naive:
+            lane.snapshot = lane.env.snapshot()
+    else:
+        lane.env.restore(lane.snapshot)
+    lane.episode = Episode(state.task_id, {}, [dict(t) for t in state.conversations])
+
+
+def _finish_rollout(lane: _Lane) -> None:
+    episode = lane.episode
+    start = len(lane.result.state.conversations)
+    turns = episode.conversations[start:]
+    if turns and turns[-1]["from"] == "human":
+        turns = turns[:-1]
+    lane.result.rollouts.append(Rollout(episode.reward, turns, list(episode.actions)))
+    lane.remaining -= 1
+    lane.episode = None
+
+
+def rollout_states(
+    make_env: Callable[[], Environment],
+    policy: Policy,
+    states: Iterable[State],
+    n: int,
+    *,
+    temperature: float = 1.0,
+    max_turns: int | None = None,
+    lanes: int = 8,
+    naive: bool = False,
+    on_state_done: Callable[[StateResult], None] | None = None,
+    progress: str | None = None,
+) -> list[StateResult]:
+    """Complete every state `n` times; return one StateResult per state (in completion order).
+
+    A state whose prefix already ended the episode (the environment says done) gets no rollouts' play:
+    its `n` rollouts are the terminal reward with an empty continuation.
+    """
+    pending = list(states)
+    lanes_n = 1 if naive else max(1, lanes)
+    pool = [_Lane(make_env()) for _ in range(min(lanes_n, len(pending)) or 1)]
+    results: list[StateResult] = []
+    bar = tqdm(total=len(pending) * n, desc=progress, disable=progress is None, unit="rollout")
+
+    def next_state(lane: _Lane) -> bool:
+        if not pending:
+            lane.result = None
+            return False
+        lane.result, lane.remaining, lane.snapshot = StateResult(pending.pop(0)), n, None
+        return True
+
+    def finish_state(lane: _Lane) -> None:
+        results.append(lane.result)
+        if on_state_done:
+            on_state_done(lane.result)
+
+    try:
+        for lane in pool:
+            next_state(lane)
+        while any(lane.result for lane in pool):
+            active = []
+            for lane in pool:
+                while lane.result is not None and lane.episode is None:
+                    if lane.remaining == 0:
+                        finish_state(lane)
+                        next_state(lane)
+                        continue
+                    _start_rollout(lane, naive)
+                    if lane.episode is not None and _already_over(lane, max_turns):
+                        _finish_rollout(lane)
+                        bar.update(1)
+                if lane.episode is not None:
+                    active.append(lane)
+            if not active:
+                continue
+            replies = policy.act([lane.episode.conversations for lane in active], temperature=temperature)
+            for lane, reply in zip(active, replies):
+                limit = (max_turns or lane.env.max_turns) - len(lane.result.state.prefix)
+                advance(lane.env, lane.episode, reply, limit)
+                if lane.episode.done:
+                    _finish_rollout(lane)
+                    bar.update(1)
+    finally:
+        bar.close()
+        for lane in pool:
+            lane.env.close()
+    return results
+
+
+def _already_over(lane: _Lane, max_turns: int | None) -> bool:
+    """True when the state is terminal or at the turn limit: the rollout is just the state's reward."""
+    env, state, arrival = lane.env, lane.result.state, lane.arrival
+    if arrival is not None and arrival.done:
+        lane.episode.reward = float(arrival.reward)
+        return True
+    if len(state.prefix) >= (max_turns or env.max_turns):
+        final = getattr(env, "final_reward", None)
+        lane.episode.reward = float(final()) if callable(final) else float(arrival.reward if arrival else 0.0)
+        return True
+    return False

@@ -1,0 +1,74 @@
+# One-shot exploration with pi_ref (frozen): full trajectories (ETO), samples for RFT, step-level rollouts
+# (IPR). Nothing is collected after this.
+
+
+rule explore:
+    input:
+        manifest="resources/{bench}/manifest.json",
+        expert="results/{bench}/expert/train.jsonl",
+        ref=reference,
+    output:
+        "results/{bench}/{model}/explore/trajectories.jsonl",
+    params:
+        settings=lambda wc: config[wc.bench],
+        samples=1,
+        temperature=config["exploration"]["temperature"],
+        generation=config["generation"],
+        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    conda:
+        "../envs/agent.yaml"
+    log:
+        "logs/{bench}/{model}/explore/trajectories.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/explore/trajectories.tsv"
+    script:
+        "../scripts/explore.py"
+
+
+use rule explore as rft_samples with:
+    output:
+        "results/{bench}/{model}/explore/rft_samples.jsonl",
+    params:
+        settings=lambda wc: config[wc.bench],
+        samples=config["exploration"]["rft_samples"],
+        temperature=config["exploration"]["rft_temperature"],
+        generation=config["generation"],
+        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+    log:
+        "logs/{bench}/{model}/explore/rft_samples.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/explore/rft_samples.tsv"
+
+
+rule step_rollouts:
+    input:
+        manifest="resources/{bench}/manifest.json",
+        expert="results/{bench}/expert/train.jsonl",
+        ref=reference,
+    output:
+        continuations="results/{bench}/{model}/explore/step_continuations.jsonl",
+        values="results/{bench}/{model}/explore/step_values.jsonl",
+        records="results/{bench}/{model}/explore/step_records.jsonl",
+    params:
+        settings=lambda wc: config[wc.bench],
+        exploration=config["exploration"],
+        generation=config["generation"],
+        code=bench_code("rollouts.py", "step_level.py", "episodes.py", "policy.py", "chat.py", "react.py"),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 480 * attempt,
+    conda:
+        "../envs/agent.yaml"
+    log:
+        "logs/{bench}/{model}/explore/step_rollouts.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv"
+    script:
+        "../scripts/step_rollouts.py"

@@ -1,0 +1,30 @@
+# Preference pairs: trajectory level (ETO) and step level (IPR), with a report of what each threshold cut.
+
+
+rule traj_pairs:
+    input:
+        expert="results/{bench}/expert/train.jsonl",
+        explored="results/{bench}/{model}/explore/trajectories.jsonl",
+    output:
+        pairs="results/{bench}/{model}/pairs/traj.jsonl",
+        report="results/{bench}/{model}/pairs/traj_report.json",
+    params:
+        thresholds=config["pairs"],
+        code=code_version("pairs.py"),
+    conda:
+        "../envs/agent.yaml"
+    log:
+        "logs/{bench}/{model}/pairs/traj.log",
+    script:
+        "../scripts/make_pairs.py"
+
+
+use rule traj_pairs as step_pairs with:
+    input:
+        expert="results/{bench}/expert/train.jsonl",
+        explored="results/{bench}/{model}/explore/step_records.jsonl",
+    output:
+        pairs="results/{bench}/{model}/pairs/step.jsonl",
+        report="results/{bench}/{model}/pairs/step_report.json",
+    log:
+        "logs/{bench}/{model}/pairs/step.log",

@@ -1,0 +1,66 @@
+# Training: behaviour cloning (SFT -> pi_ref), RFT, and DPO methods (ETO, IPR, HPL) from pi_ref.
+
+
+rule sft:
+    input:
+        base=base_model,
+        expert="results/{bench}/expert/train.jsonl",
+    output:
+        directory("results/{bench}/{model}/train/sft/seed{seed}"),
+    params:
+        base=base_model_path,
+        hp=config["training"]["sft"],
+        code=code_version("sft.py", "chat.py", "models.py"),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    conda:
+        "../envs/agent.yaml"
+    log:
+        "logs/{bench}/{model}/sft/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/sft/seed{seed}.tsv"
+    script:
+        "../scripts/train_sft.py"
+
+
+use rule sft as rft with:
+    input:
+        base=base_model,
+        expert="results/{bench}/expert/train.jsonl",
+        samples="results/{bench}/{model}/explore/rft_samples.jsonl",
+    output:
+        directory("results/{bench}/{model}/train/rft/seed{seed}"),
+    log:
+        "logs/{bench}/{model}/rft/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/rft/seed{seed}.tsv"
+
+
+rule dpo:
+    input:
+        unpack(pair_files),
+        ref=reference,
+    output:
+        directory("results/{bench}/{model}/train/{method}/seed{seed}"),
+    wildcard_constraints:
+        method=one_of(methods_of_kind("dpo")),
+    params:
+        spec=lambda wc: method_spec(wc.method),
+        hp=config["training"]["dpo"],
+        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "pairs.py"),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    conda:
+        "../envs/agent.yaml"
+    log:
+        "logs/{bench}/{model}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/{method}/seed{seed}.tsv"
+    script:
+        "../scripts/train_dpo.py"

@@ -1,0 +1,44 @@
+"""Rules explore / rft_samples: pi_ref plays the training tasks (k samples each), one row per episode."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
+
+from hpl.benchmarks import BENCHMARKS
+from hpl.episodes import play
+from hpl.io import ResumableJsonl, read_json, read_jsonl
+from hpl.policy import HFPolicy
+from hpl.runlog import to_log, use_threads
+from hpl.tables import episode_metrics
+
+smk = snakemake  # noqa: F821 (snakemake is injected)
+log = to_log(smk)
+use_threads(smk.threads)
+bench = BENCHMARKS[smk.wildcards.bench]
+settings, gen, k = smk.params.settings, smk.params.generation, smk.params.samples
+data_dir = read_json(smk.input.manifest)["data_dir"]
+
+tasks = [record["id"] for record in read_jsonl(smk.input.expert)]  # the tasks with expert demonstrations
+runs = [(task if k == 1 else f"{task}#{i}", task) for task in tasks for i in range(k)]
+out = ResumableJsonl(smk.output[0])
+todo = [run for run in runs if not out.done(run[0])]
+log.info("%d runs (%d tasks x %d), %d already done", len(runs), len(tasks), k, len(runs) - len(todo))
+if todo:
+    policy = HFPolicy(
+        smk.input.ref,
+        max_new_tokens=gen["max_new_tokens"],
+        max_prompt_tokens=gen["max_prompt_tokens"],
+        batch_size=gen["parallel_episodes"],
+    )
+    play(
+        lambda: bench.env(data_dir, settings),
+        policy,
+        todo,
+        parallel=gen["parallel_episodes"],
+        temperature=smk.params.temperature,
+        max_turns=settings["max_turns"],
+        on_finish=lambda ep: out.add(ep.record()),
+        progress="explore",
+    )
+episodes = out.finish(order=[run_id for run_id, _ in runs])
+log.info("pi_ref on training tasks: %s", episode_metrics(episodes))

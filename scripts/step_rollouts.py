@@ -1,0 +1,38 @@
+"""Rule step_rollouts: pi_ref's continuations and Monte Carlo values at expert steps (IPR's data)."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
+
+from hpl.benchmarks import BENCHMARKS
+from hpl.io import read_json, read_jsonl, write_jsonl
+from hpl.policy import HFPolicy
+from hpl.runlog import to_log, use_threads
+from hpl.step_level import collect_step_data
+
+smk = snakemake  # noqa: F821 (snakemake is injected)
+log = to_log(smk)
+use_threads(smk.threads)
+bench = BENCHMARKS[smk.wildcards.bench]
+settings, gen, ex = smk.params.settings, smk.params.generation, smk.params.exploration
+data_dir = read_json(smk.input.manifest)["data_dir"]
+
+policy = HFPolicy(
+    smk.input.ref,
+    max_new_tokens=gen["max_new_tokens"],
+    max_prompt_tokens=gen["max_prompt_tokens"],
+    batch_size=ex["lanes"],
+)
+records = collect_step_data(
+    lambda: bench.env(data_dir, settings),
+    policy,
+    read_jsonl(smk.input.expert),
+    mc_rollouts=ex["mc_rollouts"],
+    temperature=ex["mc_temperature"],
+    step_positions=ex["step_positions"],
+    lanes=ex["lanes"],
+    continuations_path=smk.output.continuations,
+    values_path=smk.output.values,
+)
+write_jsonl(smk.output.records, records)
+log.info("%d step records", len(records))

@@ -1,0 +1,143 @@
+"""End to end: snakemake on the CI-scale config (real ALFWorld, tiny model, a few training steps)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpl.io import read_jsonl
+from hpl.mirror import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+CI_CONFIG = PROJECT_ROOT / "config" / "presets" / "ci.yaml"
+
+
+METHODS = ["sft", "rft", "eto", "ipr"]
+
+
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 1500, check: bool = True
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(PROJECT_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+        "--configfile",
+        str(CI_CONFIG),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pipeline")
+    snakemake(workdir, "results/table1.csv", "results/table6.csv", "results/table7.csv")
+    return workdir
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_table1_has_a_row_per_method_with_alfworld_cells(run):
+    rows = _csv(run / "results" / "table1.csv")
+    assert [(r["Model"], r["Method"]) for r in rows] == [("tiny", m) for m in METHODS]
+    for row in rows:
+        for column in ["ALFWorld Seen", "ALFWorld Unseen"]:
+            assert 0.0 <= float(row[column]) <= 100.0
+        for column in [
+            "WebShop Avg. Reward",
+            "WebShop Success",
+            "InterCode-SQL Avg. Reward",
+            "InterCode-SQL Success",
+            "Average",
+        ]:
+            assert row[column] == ""  # not run: empty, not zero
+
+
+def test_exploration_and_pairs(run):
+    model = run / "results/alfworld/tiny"
+    experts = {r["id"] for r in read_jsonl(run / "results/alfworld/expert/train.jsonl")}
+    explored = read_jsonl(model / "explore/trajectories.jsonl")
+    assert {r["id"] for r in explored} == experts  # one pi_ref trajectory per training task
+    values = read_jsonl(model / "explore/step_values.jsonl")
+    assert values and all(0.0 <= v["value"] <= 1.0 and len(v["rewards"]) == 2 for v in values)
+    for level in ["traj", "step"]:
+        report = json.loads((model / f"pairs/{level}_report.json").read_text())
+        pairs = read_jsonl(model / f"pairs/{level}.jsonl")
+        assert report["kept"] == len(pairs) <= report["candidates"]
+        for pair in pairs:
+            assert pair["prompt"][-1]["from"] == "human" and pair["chosen"][-1]["from"] == "gpt"
+    for method in ["eto", "ipr"]:
+        metrics = json.loads((model / f"train/{method}/seed0/train_metrics.json").read_text())
+        assert metrics["steps"] >= 1 and metrics["reference"].endswith("train/sft/seed0")
+
+
+def test_type_tables_and_episode_rows(run):
+    for table in ["table6.csv", "table7.csv"]:
+        header = list(_csv(run / "results" / table)[0])
+        assert header == ["Model", "Method", "Pick", "Clean", "Heat", "Cool", "Examine", "Pick2", "All"]
+    episodes = read_jsonl(run / "results/alfworld/tiny/eval/sft/seed0/unseen.jsonl")
+    assert len(episodes) == 3
+    for ep in episodes:
+        assert ep["task_id"].startswith("valid_unseen/")
+        assert ep["task_type"] in {"Pick", "Clean", "Heat", "Cool", "Examine", "Pick2"}
+        assert 1 <= ep["turns"] <= 30 and len(ep["actions"]) == ep["turns"]
+        assert 0 <= ep["invalid_actions"] <= ep["turns"]
+        assert ep["reward"] in (0.0, 1.0) and ep["success"] == (ep["reward"] == 1.0)
+
+
+def test_expert_data_card_logs_and_benchmarks(run):
+    card = json.loads((run / "results/alfworld/expert/card.json").read_text())
+    experts = read_jsonl(run / "results/alfworld/expert/train.jsonl")
+    assert card["trajectories_kept"] == len(experts) >= 1
+    assert all(e["reward"] == 1.0 for e in experts)
+    assert (run / "results/alfworld/tiny/train/sft/seed0/train_metrics.json").exists()
+    assert (run / "logs/alfworld/tiny/sft/seed0.log").stat().st_size > 0
+    assert (run / "results/benchmarks/alfworld/tiny/sft/seed0.tsv").exists()
+
+
+def test_killed_evaluation_resumes_without_redoing_episodes(run):
+    target = run / "results/alfworld/tiny/eval/sft/seed0/seen.jsonl"
+    finished = read_jsonl(target)
+    # as if the job had been killed after two episodes: the partial log remains, the output does not
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text("".join(json.dumps(r) + "\n" for r in finished[:2]))
+    target.unlink()
+    log = run / "logs/alfworld/tiny/eval/sft/seed0/seen.log"
+    log.unlink()
+    snakemake(run, str(target.relative_to(run)))
+    assert "3 episodes, 2 already done" in log.read_text()
+    again = read_jsonl(target)
+    assert [r["task_id"] for r in again] == [r["task_id"] for r in finished]
+    assert again[:2] == finished[:2]
+    assert not partial.exists()
+
+
+def test_no_pair_passing_stops_training_with_the_counts(run):
+    # an impossible MC gap: every step candidate fails it; the ipr training job must refuse to train
+    result = snakemake(
+        run,
+        "results/alfworld/tiny/train/ipr/seed0",
+        "--config",
+        "pairs={traj_min_gap: 0.01, step_final_gap: 0.01, step_mc_gap: 5.0}",
+        check=False,
+    )
+    assert result.returncode != 0
+    log = (run / "logs/alfworld/tiny/ipr/seed0.log").read_text()
+    assert "no step pair passed the thresholds" in log and "failed MC value gap > 5.0" in log
