@@ -11,6 +11,7 @@ rule explore:
         "results/{bench}/{model}/explore/trajectories.jsonl",
     params:
         settings=lambda wc: config[wc.bench],
+        tasks=config["exploration"]["tasks"],
         samples=1,
         temperature=config["exploration"]["temperature"],
         generation=config["generation"],
@@ -35,6 +36,7 @@ use rule explore as rft_samples with:
         "results/{bench}/{model}/explore/rft_samples.jsonl",
     params:
         settings=lambda wc: config[wc.bench],
+        tasks=config["exploration"]["tasks"],
         samples=config["exploration"]["rft_samples"],
         temperature=config["exploration"]["rft_temperature"],
         generation=config["generation"],

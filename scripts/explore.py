@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
 from hpl.benchmarks import BENCHMARKS
-from hpl.episodes import play
+from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json, read_jsonl
 from hpl.policy import HFPolicy
 from hpl.runlog import to_log, use_threads
@@ -18,7 +18,8 @@ bench = BENCHMARKS[smk.wildcards.bench]
 settings, gen, k = smk.params.settings, smk.params.generation, smk.params.samples
 data_dir = read_json(smk.input.manifest)["data_dir"]
 
-tasks = [record["id"] for record in read_jsonl(smk.input.expert)]  # the tasks with expert demonstrations
+# the tasks with expert demonstrations (a fixed seeded subset of them when exploration.tasks is set)
+tasks = select_tasks([record["id"] for record in read_jsonl(smk.input.expert)], smk.params.tasks, seed=0)
 runs = [(task if k == 1 else f"{task}#{i}", task) for task in tasks for i in range(k)]
 out = ResumableJsonl(smk.output[0])
 todo = [run for run in runs if not out.done(run[0])]
