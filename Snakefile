@@ -18,6 +18,7 @@ include: "rules/models.smk"
 include: "rules/train.smk"
 include: "rules/explore.smk"
 include: "rules/pairs.smk"
+include: "rules/hpl.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 

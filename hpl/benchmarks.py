@@ -108,6 +108,18 @@ def check_config(config: dict) -> None:
         if method not in config["method_specs"]:
             known = ", ".join(sorted(config["method_specs"])) or "none"
             raise ConfigError(f"methods: {method!r} has no entry in method_specs (known: {known})")
+    for method, spec in config["method_specs"].items():
+        if spec["kind"] == "hpl" and spec["segmenter"] not in config["segmenters"]:
+            known = ", ".join(sorted(config["segmenters"]))
+            raise ConfigError(
+                f"method_specs.{method}.segmenter: unknown segmenter {spec['segmenter']!r} (known: {known})"
+            )
+    for key in ("curriculum_ablation", "loss_ablation"):
+        for method in config["report"][key]:
+            if method not in config["method_specs"]:
+                raise ConfigError(f"report.{key}: {method!r} has no entry in method_specs")
+    if config["report"]["phases"] not in config["method_specs"]:
+        raise ConfigError(f"report.phases: {config['report']['phases']!r} has no entry in method_specs")
     for bench in config["benchmarks"]:
         if bench not in BENCHMARKS:
             raise ConfigError(f"benchmarks: unknown benchmark {bench!r} (known: {', '.join(BENCHMARKS)})")

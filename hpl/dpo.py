@@ -228,3 +228,79 @@ def train_dpo(
     }
     (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+PHASES = (1, 2, 3)
+
+
+def phase_pairs(
+    traj: list[dict],
+    step: list[dict],
+    group: list[dict],
+    phase: int,
+    variant: str,
+    levels: dict,
+    thresholds: dict,
+) -> dict[str, list[dict]]:
+    """The pairs of one curriculum phase: trajectory and step pairs throughout, group pairs of the phase."""
+    from hpl.curriculum import pairs_for_phase
+
+    available = {"traj": traj, "step": step}
+    if "group" in levels:
+        available["group"] = pairs_for_phase(
+            group, phase, variant, thresholds["length"], thresholds["difficulty"]
+        )
+    return {level: available[level] for level in levels}
+
+
+def train_hierarchical(
+    ref_path: str,
+    traj: list[dict],
+    step: list[dict],
+    group: list[dict],
+    out_dir: str,
+    hp: dict[str, Any],
+    settings: dict[str, LevelSettings],
+    variant: str,
+    thresholds: dict,
+    seed: int = 0,
+    log=None,
+) -> dict:
+    """HPL: L = sum_level w_level * L_level, phases in order, a checkpoint per phase (`out_dir/phaseK`).
+
+    Each phase starts from the previous phase's checkpoint (phase 1 from pi_ref); pi_ref stays the
+    reference throughout. A phase whose group level has no pairs is skipped with a warning showing the
+    bucket grid (its checkpoint is the previous one, so per-phase evaluation still has a model). A phase
+    whose folder holds `train_metrics.json` is complete and is not trained again (resume).
+    """
+    import json
+    import logging
+    import shutil
+    from pathlib import Path
+
+    from hpl.curriculum import bucket_counts, format_grid
+
+    log = log or logging.getLogger(__name__)
+    out = Path(out_dir)
+    previous, summary = ref_path, {}
+    for phase in PHASES:
+        target = out / f"phase{phase}"
+        pairs = phase_pairs(traj, step, group, phase, variant, settings, thresholds)
+        if (target / "train_metrics.json").exists():
+            log.info("phase %d already trained", phase)
+        elif "group" in pairs and not pairs["group"]:
+            grid = format_grid(bucket_counts(group, thresholds["length"], thresholds["difficulty"]), variant)
+            log.warning(
+                "phase %d (%s curriculum) has no group pairs; skipped. Buckets:\n%s", phase, variant, grid
+            )
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(previous, target, ignore=shutil.ignore_patterns("checkpoints"))
+            (target / "train_metrics.json").write_text(json.dumps({"skipped": True, "phase": phase}) + "\n")
+        else:
+            log.info("phase %d: %s", phase, {level: len(p) for level, p in pairs.items()})
+            train_dpo(ref_path, pairs, str(target), hp, settings, seed=seed, init_path=str(previous))
+        summary[f"phase{phase}"] = json.loads((target / "train_metrics.json").read_text())
+        previous = str(target)
+    (out / "train_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

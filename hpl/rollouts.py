@@ -34,6 +34,7 @@ class State:
     task_id: str
     prefix: tuple[str, ...]  # actions from the reset to this state
     conversations: tuple[dict, ...]  # the conversation up to here, ending with a human turn
+    limit: int | None = None  # turn limit for rollouts from here (default: the rollout's max_turns)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Rollout:
     reward: float
     turns: list[dict]  # the continuation: gpt/human turns after the state, ending with a gpt turn
     actions: list[str | None]
+    observation_after: dict | None = None  # the human turn that answered the last action
 
 
 @dataclass
@@ -92,9 +94,10 @@ def _finish_rollout(lane: _Lane) -> None:
     episode = lane.episode
     start = len(lane.result.state.conversations)
     turns = episode.conversations[start:]
+    after = None
     if turns and turns[-1]["from"] == "human":
-        turns = turns[:-1]
-    lane.result.rollouts.append(Rollout(episode.reward, turns, list(episode.actions)))
+        turns, after = turns[:-1], turns[-1]
+    lane.result.rollouts.append(Rollout(episode.reward, turns, list(episode.actions), after))
     lane.remaining -= 1
     lane.episode = None
 
@@ -156,7 +159,8 @@ def rollout_states(
                 continue
             replies = policy.act([lane.episode.conversations for lane in active], temperature=temperature)
             for lane, reply in zip(active, replies):
-                limit = (max_turns or lane.env.max_turns) - len(lane.result.state.prefix)
+                state = lane.result.state
+                limit = (state.limit or max_turns or lane.env.max_turns) - len(state.prefix)
                 advance(lane.env, lane.episode, reply, limit)
                 if lane.episode.done:
                     _finish_rollout(lane)
@@ -174,7 +178,7 @@ def _already_over(lane: _Lane, max_turns: int | None) -> bool:
     if arrival is not None and arrival.done:
         lane.episode.reward = float(arrival.reward)
         return True
-    if len(state.prefix) >= (max_turns or env.max_turns):
+    if len(state.prefix) >= (state.limit or max_turns or env.max_turns):
         final = getattr(env, "final_reward", None)
         lane.episode.reward = float(final()) if callable(final) else float(arrival.reward if arrival else 0.0)
         return True

@@ -10,6 +10,7 @@ A long-format companion (`*_long.csv`: model, method, column, mean, std, n) keep
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -136,3 +137,119 @@ def type_table(runs: Iterable[EvalRun], split: str, order: Sequence[tuple[str, s
         row["All"] = format_cell(list(_column_values(runs_here, "alfworld", split, "success").values()))
         wide.append(row)
     return pd.DataFrame(wide)
+
+
+# --- Ablations (paper Table 2, Figure 5) and the curriculum phases (Figure 4) ---------------------------
+
+# (row label, method suffix) of paper Table 2; the full dual-layer curriculum is the plain HPL method
+CURRICULUM_VARIANTS: list[tuple[str, str]] = [
+    ("Full (dual-layer)", ""),
+    ("Static", "-static"),
+    ("Length-only", "-length"),
+    ("Difficulty-only", "-difficulty"),
+]
+# (row label, method suffix) of paper Figure 5: the hierarchical loss without one of its three terms
+LOSS_VARIANTS: list[tuple[str, str]] = [
+    ("Full", ""),
+    ("w/o trajectory", "-no_traj"),
+    ("w/o step", "-no_step"),
+    ("w/o group", "-no_group"),
+]
+PHASES = (1, 2, 3)
+
+
+def _variant_table(runs: Iterable[EvalRun], rows: Sequence[tuple[str, str]], variants):
+    """Table 1 columns for each (model, base method) x variant, with a Variant column after Method."""
+    runs = list(runs)
+    order, labels = [], {}
+    for model, base in rows:
+        for label, suffix in variants:
+            order.append((model, base + suffix))
+            labels[(model, base + suffix)] = label
+    wide, long = table1(runs, order)
+    for frame in (wide, long):
+        frame.insert(
+            2, "Variant", [labels[(m, meth)] for m, meth in zip(frame["Model"], frame["Method"], strict=True)]
+        )
+    return wide, long
+
+
+def table2(runs: Iterable[EvalRun], rows: Sequence[tuple[str, str]]):
+    """Paper Table 2, the curriculum ablation: (formatted table, long table).
+
+    `rows` lists (model, HPL method), e.g. [("qwen1.5b", "hpl-semantic")]; each gives four rows in the
+    paper's order, labelled in the Variant column: Full (dual-layer) = the method itself, Static =
+    "<method>-static", Length-only = "<method>-length", Difficulty-only = "<method>-difficulty".
+    Columns, cells and the Average are those of Table 1 (the paper's Table 2 uses the same columns).
+    """
+    return _variant_table(runs, rows, CURRICULUM_VARIANTS)
+
+
+def loss_ablation_table(runs: Iterable[EvalRun], base_method: str, models: Sequence[str] | None = None):
+    """The loss ablation behind paper Figure 5: (formatted table, long table).
+
+    Per model (default: every model with a run of `base_method` or one of its variants, sorted) four rows
+    labelled Full, w/o trajectory, w/o step, w/o group = `base_method` + "", "-no_traj", "-no_step",
+    "-no_group"; Table 1 columns. Cells of benchmarks not run are empty and absent from the long table.
+    """
+    runs = list(runs)
+    names = {base_method + suffix for _, suffix in LOSS_VARIANTS}
+    if models is None:
+        models = sorted({run.model for run in runs if run.method in names})
+    return _variant_table(runs, [(model, base_method) for model in models], LOSS_VARIANTS)
+
+
+def phase_table(runs: Iterable[EvalRun], method: str) -> pd.DataFrame:
+    """ALFWorld success after each curriculum phase (paper Figure 4), as a long table.
+
+    Phase k is the evaluation of method "<method>.phase<k>" (k = 1, 2, 3). One row per
+    (model, phase, split, task_type) with task_type one of ALFWORLD_TYPES or "All" (every episode of the
+    split): mean and sample std over seeds of the success rate in percent (std NaN for one seed), n seeds.
+    Combinations without episodes are left out.
+    """
+    grouped = _rows(runs)
+    models = sorted({model for model, meth in grouped if meth in {f"{method}.phase{k}" for k in PHASES}})
+    rows = []
+    for model in models:
+        for phase in PHASES:
+            runs_here = grouped.get((model, f"{method}.phase{phase}"), [])
+            for split in ("seen", "unseen"):
+                for task_type in ["All", *ALFWORLD_TYPES]:
+                    by_seed = _column_values(
+                        runs_here, "alfworld", split, "success", None if task_type == "All" else task_type
+                    )
+                    if not by_seed:
+                        continue
+                    mean, std = mean_std(list(by_seed.values()))
+                    rows.append(
+                        {
+                            "model": model,
+                            "phase": phase,
+                            "split": split,
+                            "task_type": task_type,
+                            "mean": mean,
+                            "std": float("nan") if std is None else std,
+                            "n": len(by_seed),
+                        }
+                    )
+    return pd.DataFrame(rows, columns=["model", "phase", "split", "task_type", "mean", "std", "n"])
+
+
+_EVAL_PATH = re.compile(
+    r"results/(?P<bench>[^/]+)/(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/(?P<split>[^/]+)\.jsonl$"
+)
+
+
+def load_runs(paths: Iterable[str]) -> list[EvalRun]:
+    """EvalRuns from evaluation files named as the pipeline names them."""
+    from hpl.io import read_jsonl
+
+    runs = []
+    for path in paths:
+        m = _EVAL_PATH.search(str(path))
+        if m is None:
+            raise ValueError(f"not an evaluation file path: {path}")
+        runs.append(
+            EvalRun(m["model"], m["method"], int(m["seed"]), m["bench"], m["split"], tuple(read_jsonl(path)))
+        )
+    return runs

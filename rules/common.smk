@@ -15,16 +15,17 @@ check_config(config)
 wildcard_constraints:
     bench="|".join(BENCHMARKS),
     model=r"[A-Za-z0-9_.-]+",
-    method=r"[a-z0-9_-]+",
+    method=r"[a-z0-9_-]+(\.phase[123])?",
     seed=r"\d+",
     split=r"[a-z_]+",
+    segmenter=r"[a-z0-9_]+",
 
 
 def code_version(*modules):
     """Hash of library files a rule depends on, passed as a param so a code change reruns the rule."""
     digest = hashlib.sha256()
-    for module in modules:
-        for path in sorted(Path(workflow.basedir, "hpl").glob(module)):
+    for pattern in modules:
+        for path in sorted(Path(workflow.basedir, "hpl").glob(pattern)):
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -52,29 +53,63 @@ def base_model_path(wildcards, input):
 
 
 def checkpoint(bench, model, method, seed):
-    """The trained checkpoint a method's evaluation loads."""
+    """The trained checkpoint a method's evaluation loads ("<hpl method>.phaseK": after phase K)."""
+    if ".phase" in method:
+        method, phase = method.split(".phase")
+        return f"results/{bench}/{model}/train/{method}/seed{seed}/phase{phase}"
+    if method_spec(method)["kind"] == "hpl":
+        return f"results/{bench}/{model}/train/{method}/seed{seed}/phase3"
     return f"results/{bench}/{model}/train/{method}/seed{seed}"
+
+
+def train_dir(wildcards):
+    """The training job's output folder behind an evaluation's checkpoint."""
+    method = wildcards.method.split(".phase")[0]
+    return f"results/{wildcards.bench}/{wildcards.model}/train/{method}/seed{wildcards.seed}"
 
 
 def eval_splits(bench):
     return BENCHMARKS[bench].eval_splits
 
 
-def eval_files():
+def eval_files(methods=None):
     return [
         f"results/{bench}/{model}/eval/{method}/seed{seed}/{split}.jsonl"
         for bench in config["benchmarks"]
         for model in config["models"]
-        for method in config["methods"]
+        for method in (methods or config["methods"])
         for seed in config["seeds"]
         for split in eval_splits(bench)
     ]
 
 
+def segmenter_code(segmenter):
+    """Code version of one segmenter's module (a change reruns only that segmenter's branch)."""
+    kind = config["segmenters"][segmenter]["kind"]
+    source = {"fixed_n": "fixed", "fixed_k": "fixed"}.get(kind, kind)
+    extra = ["llm.py", "llm_server.py"] if kind == "semantic" else []
+    return code_version("segmenters/__init__.py", "segmenters/base.py", f"segmenters/{source}.py", *extra)
+
+
+def segmenter_inputs(wildcards):
+    """pi_ref for the uncertainty segmenter (action entropies); nothing more for the others."""
+    if config["segmenters"][wildcards.segmenter]["kind"] == "uncertainty":
+        return {"ref": reference(wildcards)}
+    return {}
+
+
+def hpl_inputs(wildcards):
+    """Pair files an HPL method trains on: its levels, the group level from its segmenter's curriculum."""
+    spec, base = method_spec(wildcards.method), f"results/{wildcards.bench}/{wildcards.model}"
+    files = {level: f"{base}/pairs/{level}.jsonl" for level in spec["levels"] if level != "group"}
+    if "group" in spec["levels"]:
+        files["group"] = f"{base}/curriculum/{spec['segmenter']}.jsonl"
+    return files
+
+
 def tables():
-    outputs = ["results/table1.csv"]
-    if "alfworld" in config["benchmarks"]:
-        outputs += ["results/table6.csv", "results/table7.csv"]
+    outputs = ["results/table1.csv", "results/table6.csv", "results/table7.csv"]
+    outputs += ["results/table2.csv", "results/figure4.png", "results/figure5.png", "results/table5.csv"]
     return outputs
 
 
@@ -100,3 +135,18 @@ def pair_files(wildcards):
     """The pair files a DPO method trains on, one per level of its spec."""
     levels = method_spec(wildcards.method)["levels"]
     return {level: f"results/{wildcards.bench}/{wildcards.model}/pairs/{level}.jsonl" for level in levels}
+
+
+def table5_specs():
+    """Table 5 inputs per method (first benchmark, first model, reference seed): see hpl.resources."""
+    from hpl.resources import table5_inputs
+
+    bench, model = config["benchmarks"][0], config["models"][0]
+    uses_llm = any(method_spec(m).get("segmenter") == "semantic" for m in config["methods"])
+    llm_model = (config["llm"]["model"] or "SmolLM2-135M-Instruct (local)") if uses_llm else None
+    specs = table5_inputs(bench, model, config["methods"], seed=config["reference_seed"], llm_model=llm_model)
+    return {m: {k: ([str(p) for p in v] if isinstance(v, list) else v) for k, v in s.items()} for m, s in specs.items()}
+
+
+def table5_files():
+    return sorted({p for spec in table5_specs().values() for key in ("generation", "training", "llm_usage") for p in spec[key]})

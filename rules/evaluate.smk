@@ -4,10 +4,11 @@
 rule evaluate:
     input:
         manifest="resources/{bench}/manifest.json",
-        checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
+        train=train_dir,
     output:
         "results/{bench}/{model}/eval/{method}/seed{seed}/{split}.jsonl",
     params:
+        checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
         settings=lambda wc: config[wc.bench],
         generation=config["generation"],
         code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),

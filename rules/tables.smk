@@ -19,3 +19,69 @@ rule tables:
         "logs/tables.log",
     script:
         "../scripts/make_tables.py"
+
+
+def phase_methods():
+    return [f"{config['report']['phases']}.phase{k}" for k in (1, 2, 3)]
+
+
+rule table2:
+    input:
+        eval_files(config["report"]["curriculum_ablation"]),
+    output:
+        table="results/table2.csv",
+        long="results/table2_long.csv",
+    params:
+        models=config["models"],
+        base=config["report"]["curriculum_ablation"][0],
+        code=code_version("tables.py"),
+    conda:
+        "../envs/report.yaml"
+    log:
+        "logs/table2.log",
+    script:
+        "../scripts/make_report.py"
+
+
+use rule table2 as figure4 with:
+    input:
+        eval_files(phase_methods()),
+    output:
+        png="results/figure4.png",
+        csv="results/figure4.csv",
+    params:
+        models=config["models"],
+        base=config["report"]["phases"],
+        code=code_version("tables.py", "figures.py"),
+    log:
+        "logs/figure4.log",
+
+
+use rule table2 as figure5 with:
+    input:
+        eval_files(config["report"]["loss_ablation"]),
+    output:
+        png="results/figure5.png",
+        csv="results/figure5.csv",
+    params:
+        models=config["models"],
+        base=config["report"]["loss_ablation"][0],
+        code=code_version("tables.py", "figures.py"),
+    log:
+        "logs/figure5.log",
+
+
+rule table5:
+    input:
+        lambda wc: table5_files(),
+    output:
+        "results/table5.csv",
+    params:
+        specs=lambda wc: table5_specs(),
+        code=code_version("resources.py"),
+    conda:
+        "../envs/report.yaml"
+    log:
+        "logs/table5.log",
+    script:
+        "../scripts/make_table5.py"

@@ -11,7 +11,7 @@ rule sft:
         base=base_model_path,
         hp=config["training"]["sft"],
         code=code_version("sft.py", "chat.py", "models.py"),
-    threads: workflow.cores
+    threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -51,7 +51,7 @@ rule dpo:
         spec=lambda wc: method_spec(wc.method),
         hp=config["training"]["dpo"],
         code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "pairs.py"),
-    threads: workflow.cores
+    threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,

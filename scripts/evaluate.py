@@ -32,7 +32,7 @@ todo = [t for t in tasks if not out.done(t)]
 log.info("%s/%s: %d episodes, %d already done", bench.name, split, len(tasks), len(tasks) - len(todo))
 if todo:
     policy = HFPolicy(
-        smk.input.checkpoint,
+        smk.params.checkpoint,
         max_new_tokens=gen["max_new_tokens"],
         max_prompt_tokens=gen["max_prompt_tokens"],
         batch_size=gen["parallel_episodes"],

@@ -1,26 +1,16 @@
 """Rule tables: Table 1 (main results) and Tables 6/7 (ALFWorld per task type) from the eval rows."""
 
-import re
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
-from hpl.io import atomic_write, read_jsonl
+from hpl.io import atomic_write
 from hpl.runlog import to_log
-from hpl.tables import EvalRun, table1, type_table
+from hpl.tables import load_runs, table1, type_table
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
-PATH = re.compile(
-    r"results/(?P<bench>[^/]+)/(?P<model>[^/]+)/eval/(?P<method>[^/]+)/seed(?P<seed>\d+)/(?P<split>[^/]+)\.jsonl$"
-)
-
-runs = []
-for path in smk.input:
-    m = PATH.search(path)
-    runs.append(
-        EvalRun(m["model"], m["method"], int(m["seed"]), m["bench"], m["split"], tuple(read_jsonl(path)))
-    )
+runs = load_runs(smk.input)
 order = [(model, method) for model in smk.params.models for method in smk.params.methods]
 
 

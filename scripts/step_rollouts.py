@@ -5,7 +5,6 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
 from hpl.benchmarks import BENCHMARKS
-from hpl.episodes import select_tasks
 from hpl.io import read_json, read_jsonl, write_jsonl
 from hpl.policy import HFPolicy
 from hpl.runlog import to_log, use_threads

@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +19,8 @@ pytestmark = pytest.mark.slow
 CI_CONFIG = PROJECT_ROOT / "config" / "presets" / "ci.yaml"
 
 
-METHODS = ["sft", "rft", "eto", "ipr"]
+METHODS = ["sft", "rft", "eto", "ipr", "hpl-fixed_n", "hpl-fixed_k", "hpl-uncertainty", "hpl-semantic"]
+SEGMENTERS = ["fixed_n", "fixed_k", "uncertainty", "semantic"]
 
 
 def snakemake(
@@ -45,7 +49,7 @@ def snakemake(
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pipeline")
-    snakemake(workdir, "results/table1.csv", "results/table6.csv", "results/table7.csv")
+    snakemake(workdir)  # rule all: every table and figure
     return workdir
 
 
@@ -110,6 +114,98 @@ def test_expert_data_card_logs_and_benchmarks(run):
     assert (run / "results/alfworld/tiny/train/sft/seed0/train_metrics.json").exists()
     assert (run / "logs/alfworld/tiny/sft/seed0.log").stat().st_size > 0
     assert (run / "results/benchmarks/alfworld/tiny/sft/seed0.tsv").exists()
+
+
+def test_hpl_branch_segments_groups_curriculum_phases(run):
+    model = run / "results/alfworld/tiny"
+    for segmenter in SEGMENTERS:
+        rows = read_jsonl(model / f"segments/{segmenter}.jsonl")
+        assert len(rows) == 3  # groups.tasks in the CI preset
+        for row in rows:  # contiguous inclusive [start, end] pairs covering every action
+            flat = [i for start, end in row["segments"] for i in range(start, end + 1)]
+            assert flat == list(range(row["n_actions"]))
+        table = read_jsonl(model / f"groups/{segmenter}.jsonl")
+        assert table and all(0.0 <= r["expert_mc"] <= 1.0 for r in table)
+        grid = json.loads((model / f"curriculum/{segmenter}_grid.json").read_text())
+        pairs = read_jsonl(model / f"curriculum/{segmenter}.jsonl")
+        assert sum(sum(row.values()) for row in grid["buckets"].values()) == len(pairs)
+        for pair in pairs:
+            assert pair["difficulty"] > 0.3 and pair["chosen_mc"] >= 0.8 and pair["group_length"] >= 1
+            assert pair["length_level"] in (1, 2, 3) and pair["difficulty_level"] in (1, 2, 3)
+    usage = json.loads((model / "segments/semantic_usage.json").read_text())
+    assert usage["requests"] == 3  # one LLM request per segmented trajectory (n >= 2 actions)
+    for phase in (1, 2, 3):
+        assert (model / f"train/hpl-semantic/seed0/phase{phase}/train_metrics.json").exists()
+
+
+def test_report_targets(run):
+    results = run / "results"
+    table2 = _csv(results / "table2.csv")
+    assert len(table2) == 4 and all(0 <= float(r["ALFWorld Seen"]) <= 100 for r in table2)
+    for figure in ["figure4", "figure5"]:
+        assert (results / f"{figure}.png").stat().st_size > 1000
+        assert _csv(results / f"{figure}.csv")
+    table5 = _csv(results / "table5.csv")
+    assert [r["Method"] for r in table5] == METHODS
+    semantic = next(r for r in table5 if r["Method"] == "hpl-semantic")
+    assert int(semantic["# LLM calls"]) == 3 and float(semantic["train_minutes"]) > 0
+
+
+def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_mirror):
+    # a setting: the semantic segmenter's fallback
+    out = snakemake(run, "-n", "--config", "segmenters={semantic: {kind: semantic, fallback_k: 2}}").stdout
+    _assert_only_semantic_branch(out)
+    # its code: the same workflow with one line added to hpl/segmenters/semantic.py
+    copy = tmp_path / "workflow"
+    shutil.copytree(
+        PROJECT_ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "results", "resources", "logs", ".snakemake", "__pycache__"
+        ),
+    )
+    with open(copy / "hpl/segmenters/semantic.py", "a") as handle:
+        handle.write("\n# a change\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--snakefile",
+        str(copy / "Snakefile"),
+        "--directory",
+        str(run),
+        "--cores",
+        "2",
+        "--configfile",
+        str(copy / "config/presets/ci.yaml"),
+    ]
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HPL_DATA_MIRROR": str(alfworld_mirror.parent)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_only_semantic_branch(result.stdout)
+
+
+def _assert_only_semantic_branch(out: str) -> None:
+    planned = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, re.M)
+    names = {rule for rule, _ in planned}
+    assert {"segment", "groups", "curriculum", "hpl", "evaluate", "tables"} <= names
+    for rule, body in planned:
+        wildcards = re.search(r"wildcards: (.*)", body)
+        text = wildcards.group(1) if wildcards else ""
+        if rule in ("segment", "groups", "curriculum"):
+            assert "segmenter=semantic" in text, f"{rule} reran for {text}"
+        elif rule in ("hpl", "evaluate"):
+            assert "method=hpl-semantic" in text, f"{rule} reran for {text}"
+        else:
+            assert rule in ("tables", "table2", "table5", "figure4", "figure5", "all"), (
+                f"{rule} should not rerun"
+            )
 
 
 def test_killed_evaluation_resumes_without_redoing_episodes(run):

@@ -1,0 +1,66 @@
+"""Rule groups: losing groups and Monte Carlo group rewards for one segmenter (the reward table)."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
+
+from hpl.benchmarks import BENCHMARKS
+from hpl.group_level import group_values, reward_table, sample_negatives, value_states
+from hpl.io import ResumableJsonl, read_json, read_jsonl, write_jsonl
+from hpl.policy import HFPolicy
+from hpl.runlog import to_log, use_threads
+
+smk = snakemake  # noqa: F821 (snakemake is injected)
+log = to_log(smk)
+use_threads(smk.threads)
+bench = BENCHMARKS[smk.wildcards.bench]
+settings, groups, ex, gen = (
+    smk.params.settings,
+    smk.params.groups,
+    smk.params.exploration,
+    smk.params.generation,
+)
+data_dir = read_json(smk.input.manifest)["data_dir"]
+experts = {e["id"]: e for e in read_jsonl(smk.input.expert)}
+segments = {row["id"]: row["segments"] for row in read_jsonl(smk.input.segments)}
+
+
+def make_env():
+    return bench.env(data_dir, settings)
+
+
+policy = HFPolicy(
+    smk.input.ref,
+    max_new_tokens=gen["max_new_tokens"],
+    max_prompt_tokens=gen["max_prompt_tokens"],
+    batch_size=ex["lanes"],
+)
+negatives_log = ResumableJsonl(smk.output.negatives)
+negatives = sample_negatives(
+    make_env,
+    policy,
+    experts,
+    segments,
+    negatives=groups["negatives"],
+    tries=groups["tries"],
+    temperature=ex["mc_temperature"],
+    lanes=ex["lanes"],
+    log=negatives_log,
+)
+order = [k for k in negatives]
+negatives_log.finish(order=order)
+values_log = ResumableJsonl(smk.output.values)
+states = value_states(experts, negatives)
+values = group_values(
+    make_env,
+    policy,
+    states,
+    mc_rollouts=ex["mc_rollouts"],
+    temperature=ex["mc_temperature"],
+    lanes=ex["lanes"],
+    log=values_log,
+)
+values_log.finish(order=[s.key for s in states])
+table = reward_table(experts, negatives, values)
+write_jsonl(smk.output.table, table)
+log.info("%d expert groups, %d losing groups", len(table), sum(len(r["negatives"]) for r in table))
