@@ -71,35 +71,36 @@ def reach(env: Environment, state: State) -> StepResult | None:
 
 @dataclass
 class _Lane:
+    """One environment playing one rollout at a time; it remembers the state it last reached."""
+
     env: Environment
-    result: StateResult | None = None
-    remaining: int = 0
+    result: StateResult | None = None  # the state whose rollout is in play
+    reached: str | None = None  # key of the state `snapshot` holds
     snapshot: Any = None
-    arrival: StepResult | None = None  # the step that reached the state (None: the state is a reset)
+    arrival: StepResult | None = None  # the step that reached that state (None: the state is a reset)
     episode: Episode | None = None
 
 
-def _start_rollout(lane: _Lane, naive: bool) -> None:
-    state = lane.result.state
-    if naive or lane.snapshot is None:
+def _start_rollout(lane: _Lane, result: StateResult, naive: bool) -> None:
+    state = result.state
+    if naive or lane.reached != state.key:
         lane.arrival = reach(lane.env, state)
-        if not naive:
-            lane.snapshot = lane.env.snapshot()
+        lane.reached, lane.snapshot = (None, None) if naive else (state.key, lane.env.snapshot())
     else:
         lane.env.restore(lane.snapshot)
+    lane.result = result
     lane.episode = Episode(state.task_id, {}, [dict(t) for t in state.conversations])
 
 
-def _finish_rollout(lane: _Lane) -> None:
-    episode = lane.episode
-    start = len(lane.result.state.conversations)
-    turns = episode.conversations[start:]
+def _finish_rollout(lane: _Lane) -> StateResult:
+    episode, result = lane.episode, lane.result
+    turns = episode.conversations[len(result.state.conversations) :]
     after = None
     if turns and turns[-1]["from"] == "human":
         turns, after = turns[:-1], turns[-1]
-    lane.result.rollouts.append(Rollout(episode.reward, turns, list(episode.actions), after))
-    lane.remaining -= 1
-    lane.episode = None
+    result.rollouts.append(Rollout(episode.reward, turns, list(episode.actions), after))
+    lane.episode = lane.result = None
+    return result
 
 
 def rollout_states(
@@ -117,44 +118,32 @@ def rollout_states(
 ) -> list[StateResult]:
     """Complete every state `n` times; return one StateResult per state (in completion order).
 
-    A state whose prefix already ended the episode (the environment says done) gets no rollouts' play:
-    its `n` rollouts are the terminal reward with an empty continuation.
+    Work items are (state, rollout) pairs in state order, handed to whichever lane is free, so the `n`
+    rollouts of a state run side by side on several lanes, each of which reaches the state once and then
+    restores its snapshot. A state whose prefix already ended the episode gets its terminal reward as each
+    rollout, with an empty continuation.
     """
-    pending = list(states)
-    lanes_n = 1 if naive else max(1, lanes)
-    pool = [_Lane(make_env()) for _ in range(min(lanes_n, len(pending)) or 1)]
-    results: list[StateResult] = []
-    bar = tqdm(total=len(pending) * n, desc=progress, disable=progress is None, unit="rollout")
+    results = [StateResult(state) for state in states]
+    work = [result for result in results for _ in range(n)]
+    pool = [_Lane(make_env()) for _ in range(1 if naive else max(1, min(lanes, len(work))))]
+    finished: list[StateResult] = []
+    bar = tqdm(total=len(work), desc=progress, disable=progress is None, unit="rollout")
 
-    def next_state(lane: _Lane) -> bool:
-        if not pending:
-            lane.result = None
-            return False
-        lane.result, lane.remaining, lane.snapshot = StateResult(pending.pop(0)), n, None
-        return True
-
-    def finish_state(lane: _Lane) -> None:
-        results.append(lane.result)
-        if on_state_done:
-            on_state_done(lane.result)
+    def done(result: StateResult) -> None:
+        bar.update(1)
+        if len(result.rollouts) == n:
+            finished.append(result)
+            if on_state_done:
+                on_state_done(result)
 
     try:
-        for lane in pool:
-            next_state(lane)
-        while any(lane.result for lane in pool):
-            active = []
+        while work or any(lane.episode for lane in pool):
             for lane in pool:
-                while lane.result is not None and lane.episode is None:
-                    if lane.remaining == 0:
-                        finish_state(lane)
-                        next_state(lane)
-                        continue
-                    _start_rollout(lane, naive)
-                    if lane.episode is not None and _already_over(lane, max_turns):
-                        _finish_rollout(lane)
-                        bar.update(1)
-                if lane.episode is not None:
-                    active.append(lane)
+                while lane.episode is None and work:
+                    _start_rollout(lane, work.pop(0), naive)
+                    if _already_over(lane, max_turns):
+                        done(_finish_rollout(lane))
+            active = [lane for lane in pool if lane.episode is not None]
             if not active:
                 continue
             replies = policy.act([lane.episode.conversations for lane in active], temperature=temperature)
@@ -163,13 +152,12 @@ def rollout_states(
                 limit = (state.limit or max_turns or lane.env.max_turns) - len(state.prefix)
                 advance(lane.env, lane.episode, reply, limit)
                 if lane.episode.done:
-                    _finish_rollout(lane)
-                    bar.update(1)
+                    done(_finish_rollout(lane))
     finally:
         bar.close()
         for lane in pool:
             lane.env.close()
-    return results
+    return finished
 
 
 def _already_over(lane: _Lane, max_turns: int | None) -> bool:

@@ -113,7 +113,9 @@ def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, 
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     seconds = time.time() - started
-    tokens = sum(len(e["input_ids"]) for e in examples) * hp["epochs"]
+    # tokens actually trained: the epoch's tokens times the epochs done (max_steps may stop early)
+    steps_per_epoch = -(-len(examples) // (hp["batch_size"] * hp.get("grad_accum", 1)))
+    tokens = sum(len(e["input_ids"]) for e in examples) * result.global_step / steps_per_epoch
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     metrics = {

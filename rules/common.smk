@@ -8,7 +8,6 @@ sys.path.insert(0, workflow.basedir)  # the workflow's own hpl/, as in scripts/
 
 from hpl.benchmarks import BENCHMARKS, check_config
 
-
 check_config(config)
 
 
@@ -32,7 +31,9 @@ def code_version(*modules):
 
 def bench_code(*modules):
     """Input function: code version of `modules` plus the benchmark's own engine files."""
-    return lambda wc: code_version("benchmarks.py", "envs/base.py", *BENCHMARKS[wc.bench].code, *modules)
+    return lambda wc: code_version(
+        "benchmarks.py", "envs/base.py", *BENCHMARKS[wc.bench].code, *modules
+    )
 
 
 def model_spec(model):
@@ -88,7 +89,12 @@ def segmenter_code(segmenter):
     kind = config["segmenters"][segmenter]["kind"]
     source = {"fixed_n": "fixed", "fixed_k": "fixed"}.get(kind, kind)
     extra = ["llm.py", "llm_server.py"] if kind == "semantic" else []
-    return code_version("segmenters/__init__.py", "segmenters/base.py", f"segmenters/{source}.py", *extra)
+    return code_version(
+        "segmenters/__init__.py",
+        "segmenters/base.py",
+        f"segmenters/{source}.py",
+        *extra,
+    )
 
 
 def segmenter_inputs(wildcards):
@@ -100,8 +106,15 @@ def segmenter_inputs(wildcards):
 
 def hpl_inputs(wildcards):
     """Pair files an HPL method trains on: its levels, the group level from its segmenter's curriculum."""
-    spec, base = method_spec(wildcards.method), f"results/{wildcards.bench}/{wildcards.model}"
-    files = {level: f"{base}/pairs/{level}.jsonl" for level in spec["levels"] if level != "group"}
+    spec, base = (
+        method_spec(wildcards.method),
+        f"results/{wildcards.bench}/{wildcards.model}",
+    )
+    files = {
+        level: f"{base}/pairs/{level}.jsonl"
+        for level in spec["levels"]
+        if level != "group"
+    }
     if "group" in spec["levels"]:
         files["group"] = f"{base}/curriculum/{spec['segmenter']}.jsonl"
     return files
@@ -109,7 +122,12 @@ def hpl_inputs(wildcards):
 
 def tables():
     outputs = ["results/table1.csv", "results/table6.csv", "results/table7.csv"]
-    outputs += ["results/table2.csv", "results/figure4.png", "results/figure5.png", "results/table5.csv"]
+    outputs += [
+        "results/table2.csv",
+        "results/figure4.png",
+        "results/figure5.png",
+        "results/table5.csv",
+    ]
     return outputs
 
 
@@ -134,7 +152,10 @@ def reference(wildcards):
 def pair_files(wildcards):
     """The pair files a DPO method trains on, one per level of its spec."""
     levels = method_spec(wildcards.method)["levels"]
-    return {level: f"results/{wildcards.bench}/{wildcards.model}/pairs/{level}.jsonl" for level in levels}
+    return {
+        level: f"results/{wildcards.bench}/{wildcards.model}/pairs/{level}.jsonl"
+        for level in levels
+    }
 
 
 def table5_specs():
@@ -142,11 +163,40 @@ def table5_specs():
     from hpl.resources import table5_inputs
 
     bench, model = config["benchmarks"][0], config["models"][0]
-    uses_llm = any(method_spec(m).get("segmenter") == "semantic" for m in config["methods"])
-    llm_model = (config["llm"]["model"] or "SmolLM2-135M-Instruct (local)") if uses_llm else None
-    specs = table5_inputs(bench, model, config["methods"], seed=config["reference_seed"], llm_model=llm_model)
-    return {m: {k: ([str(p) for p in v] if isinstance(v, list) else v) for k, v in s.items()} for m, s in specs.items()}
+    uses_llm = any(
+        method_spec(m).get("segmenter") == "semantic" for m in config["methods"]
+    )
+    llm_model = (
+        (config["llm"]["model"] or "SmolLM2-135M-Instruct (local)")
+        if uses_llm
+        else None
+    )
+    specs = table5_inputs(
+        bench,
+        model,
+        config["methods"],
+        seed=config["reference_seed"],
+        llm_model=llm_model,
+    )
+    return {
+        m: {
+            k: ([str(p) for p in v] if isinstance(v, list) else v) for k, v in s.items()
+        }
+        for m, s in specs.items()
+    }
 
 
 def table5_files():
-    return sorted({p for spec in table5_specs().values() for key in ("generation", "training", "llm_usage") for p in spec[key]})
+    return sorted(
+        {
+            p
+            for spec in table5_specs().values()
+            for key in ("generation", "training", "llm_usage")
+            for p in spec[key]
+        }
+    )
+
+
+def phase_methods():
+    """Figure 4's evaluations: the phases method after each curriculum phase."""
+    return [f"{config['report']['phases']}.phase{k}" for k in (1, 2, 3)]

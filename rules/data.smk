@@ -4,12 +4,12 @@
 rule benchmark_data:
     output:
         "resources/{bench}/manifest.json",
+    log:
+        "logs/data/{bench}.log",
+    conda:
+        "../envs/engines.yaml"
     params:
         mirror=config["data_mirror"],
         code=bench_code("mirror.py"),
-    conda:
-        "../envs/engines.yaml"
-    log:
-        "logs/data/{bench}.log",
     script:
         "../scripts/prepare_data.py"

@@ -7,21 +7,21 @@ rule evaluate:
         train=train_dir,
     output:
         "results/{bench}/{model}/eval/{method}/seed{seed}/{split}.jsonl",
-    params:
-        checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
-        settings=lambda wc: config[wc.bench],
-        generation=config["generation"],
-        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+    log:
+        "logs/{bench}/{model}/eval/{method}/seed{seed}/{split}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/eval/{method}/seed{seed}/{split}.tsv"
+    conda:
+        "../envs/agent.yaml"
     threads: 1
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/eval/{method}/seed{seed}/{split}.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/eval/{method}/seed{seed}/{split}.tsv"
+    params:
+        checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
+        settings=lambda wc: config[wc.bench],
+        generation=config["generation"],
+        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
     script:
         "../scripts/evaluate.py"

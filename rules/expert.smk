@@ -7,17 +7,17 @@ rule expert:
     output:
         data="results/{bench}/expert/train.jsonl",
         card="results/{bench}/expert/card.json",
-    params:
-        settings=lambda wc: config[wc.bench],
-        code=bench_code("trajectory.py", "react.py"),
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
-    conda:
-        "../envs/engines.yaml"
     log:
         "logs/{bench}/expert.log",
     benchmark:
         "results/benchmarks/{bench}/expert.tsv"
+    conda:
+        "../envs/engines.yaml"
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    params:
+        settings=lambda wc: config[wc.bench],
+        code=bench_code("trajectory.py", "react.py"),
     script:
         "../scripts/collect_expert.py"

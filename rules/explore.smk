@@ -9,6 +9,17 @@ rule explore:
         ref=reference,
     output:
         "results/{bench}/{model}/explore/trajectories.jsonl",
+    log:
+        "logs/{bench}/{model}/explore/trajectories.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/explore/trajectories.tsv"
+    conda:
+        "../envs/agent.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
     params:
         settings=lambda wc: config[wc.bench],
         tasks=config["exploration"]["tasks"],
@@ -16,17 +27,6 @@ rule explore:
         temperature=config["exploration"]["temperature"],
         generation=config["generation"],
         code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: 240 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/explore/trajectories.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/explore/trajectories.tsv"
     script:
         "../scripts/explore.py"
 
@@ -34,6 +34,10 @@ rule explore:
 use rule explore as rft_samples with:
     output:
         "results/{bench}/{model}/explore/rft_samples.jsonl",
+    log:
+        "logs/{bench}/{model}/explore/rft_samples.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/explore/rft_samples.tsv"
     params:
         settings=lambda wc: config[wc.bench],
         tasks=config["exploration"]["tasks"],
@@ -41,10 +45,6 @@ use rule explore as rft_samples with:
         temperature=config["exploration"]["rft_temperature"],
         generation=config["generation"],
         code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
-    log:
-        "logs/{bench}/{model}/explore/rft_samples.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/explore/rft_samples.tsv"
 
 
 rule step_rollouts:
@@ -56,21 +56,28 @@ rule step_rollouts:
         continuations="results/{bench}/{model}/explore/step_continuations.jsonl",
         values="results/{bench}/{model}/explore/step_values.jsonl",
         records="results/{bench}/{model}/explore/step_records.jsonl",
-    params:
-        settings=lambda wc: config[wc.bench],
-        exploration=config["exploration"],
-        generation=config["generation"],
-        code=bench_code("rollouts.py", "step_level.py", "episodes.py", "policy.py", "chat.py", "react.py"),
+    log:
+        "logs/{bench}/{model}/explore/step_rollouts.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv"
+    conda:
+        "../envs/agent.yaml"
     threads: 1
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 480 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/explore/step_rollouts.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv"
+    params:
+        settings=lambda wc: config[wc.bench],
+        exploration=config["exploration"],
+        generation=config["generation"],
+        code=bench_code(
+            "rollouts.py",
+            "step_level.py",
+            "episodes.py",
+            "policy.py",
+            "chat.py",
+            "react.py",
+        ),
     script:
         "../scripts/step_rollouts.py"

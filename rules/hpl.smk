@@ -10,22 +10,22 @@ rule segment:
     output:
         segments="results/{bench}/{model}/segments/{segmenter}.jsonl",
         usage="results/{bench}/{model}/segments/{segmenter}_usage.json",
+    log:
+        "logs/{bench}/{model}/segments/{segmenter}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/segments/{segmenter}.tsv"
+    conda:
+        "../envs/agent.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 6000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
     params:
         spec=lambda wc: config["segmenters"][wc.segmenter],
         llm=config["llm"],
         tasks=lambda wc: (config["exploration"]["tasks"], config["groups"]["tasks"]),
         max_length=config["training"]["dpo"]["max_length"],
         code=lambda wc: segmenter_code(wc.segmenter),
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 6000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/segments/{segmenter}.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/segments/{segmenter}.tsv"
     script:
         "../scripts/segment.py"
 
@@ -40,23 +40,30 @@ rule groups:
         table="results/{bench}/{model}/groups/{segmenter}.jsonl",
         negatives="results/{bench}/{model}/groups/{segmenter}_negatives.jsonl",
         values="results/{bench}/{model}/groups/{segmenter}_values.jsonl",
-    params:
-        settings=lambda wc: config[wc.bench],
-        groups=config["groups"],
-        exploration=config["exploration"],
-        generation=config["generation"],
-        code=bench_code("group_level.py", "rollouts.py", "step_level.py", "episodes.py", "policy.py", "chat.py"),
+    log:
+        "logs/{bench}/{model}/groups/{segmenter}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/groups/{segmenter}.tsv"
+    conda:
+        "../envs/agent.yaml"
     threads: 1
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 480 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/groups/{segmenter}.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/groups/{segmenter}.tsv"
+    params:
+        settings=lambda wc: config[wc.bench],
+        groups=config["groups"],
+        exploration=config["exploration"],
+        generation=config["generation"],
+        code=bench_code(
+            "group_level.py",
+            "rollouts.py",
+            "step_level.py",
+            "episodes.py",
+            "policy.py",
+            "chat.py",
+        ),
     script:
         "../scripts/group_rollouts.py"
 
@@ -68,14 +75,14 @@ rule curriculum:
     output:
         pairs="results/{bench}/{model}/curriculum/{segmenter}.jsonl",
         grid="results/{bench}/{model}/curriculum/{segmenter}_grid.json",
+    log:
+        "logs/{bench}/{model}/curriculum/{segmenter}.log",
+    conda:
+        "../envs/agent.yaml"
     params:
         groups=config["groups"],
         thresholds=lambda wc: config[wc.bench]["curriculum"],
         code=code_version("group_level.py", "curriculum.py", "pairs.py"),
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/curriculum/{segmenter}.log",
     script:
         "../scripts/make_curriculum.py"
 
@@ -86,23 +93,25 @@ rule hpl:
         ref=reference,
     output:
         directory("results/{bench}/{model}/train/{method}/seed{seed}"),
+    log:
+        "logs/{bench}/{model}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/{method}/seed{seed}.tsv"
     wildcard_constraints:
-        method=one_of([m for m in config["method_specs"] if method_spec(m)["kind"] == "hpl"]),
-    params:
-        spec=lambda wc: method_spec(wc.method),
-        hp=config["training"]["dpo"],
-        thresholds=lambda wc: config[wc.bench]["curriculum"],
-        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "curriculum.py"),
+        method=one_of(
+            [m for m in config["method_specs"] if method_spec(m)["kind"] == "hpl"]
+        ),
+    conda:
+        "../envs/agent.yaml"
     threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 480 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/{method}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/{method}/seed{seed}.tsv"
+    params:
+        spec=lambda wc: method_spec(wc.method),
+        hp=config["training"]["dpo"],
+        thresholds=lambda wc: config[wc.bench]["curriculum"],
+        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "curriculum.py"),
     script:
         "../scripts/train_hpl.py"

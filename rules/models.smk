@@ -6,13 +6,12 @@ rule tiny_model:
         expert="results/{bench}/expert/train.jsonl",
     output:
         directory("results/{bench}/{model}/base"),
+    log:
+        "logs/{bench}/{model}/tiny_model.log",
+    conda:
+        "../envs/agent.yaml"
     params:
         spec=lambda wc: model_spec(wc.model),
         code=code_version("models.py"),
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/tiny_model.log",
     script:
         "../scripts/build_tiny_model.py"
-

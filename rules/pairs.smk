@@ -8,13 +8,13 @@ rule traj_pairs:
     output:
         pairs="results/{bench}/{model}/pairs/traj.jsonl",
         report="results/{bench}/{model}/pairs/traj_report.json",
+    log:
+        "logs/{bench}/{model}/pairs/traj.log",
+    conda:
+        "../envs/agent.yaml"
     params:
         thresholds=config["pairs"],
         code=code_version("pairs.py"),
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/pairs/traj.log",
     script:
         "../scripts/make_pairs.py"
 

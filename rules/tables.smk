@@ -9,20 +9,16 @@ rule tables:
         table1_long="results/table1_long.csv",
         table6="results/table6.csv",
         table7="results/table7.csv",
+    log:
+        "logs/tables.log",
+    conda:
+        "../envs/report.yaml"
     params:
         models=config["models"],
         methods=config["methods"],
         code=code_version("tables.py"),
-    conda:
-        "../envs/report.yaml"
-    log:
-        "logs/tables.log",
     script:
         "../scripts/make_tables.py"
-
-
-def phase_methods():
-    return [f"{config['report']['phases']}.phase{k}" for k in (1, 2, 3)]
 
 
 rule table2:
@@ -31,14 +27,14 @@ rule table2:
     output:
         table="results/table2.csv",
         long="results/table2_long.csv",
+    log:
+        "logs/table2.log",
+    conda:
+        "../envs/report.yaml"
     params:
         models=config["models"],
         base=config["report"]["curriculum_ablation"][0],
         code=code_version("tables.py"),
-    conda:
-        "../envs/report.yaml"
-    log:
-        "logs/table2.log",
     script:
         "../scripts/make_report.py"
 
@@ -49,12 +45,12 @@ use rule table2 as figure4 with:
     output:
         png="results/figure4.png",
         csv="results/figure4.csv",
+    log:
+        "logs/figure4.log",
     params:
         models=config["models"],
         base=config["report"]["phases"],
         code=code_version("tables.py", "figures.py"),
-    log:
-        "logs/figure4.log",
 
 
 use rule table2 as figure5 with:
@@ -63,12 +59,12 @@ use rule table2 as figure5 with:
     output:
         png="results/figure5.png",
         csv="results/figure5.csv",
+    log:
+        "logs/figure5.log",
     params:
         models=config["models"],
         base=config["report"]["loss_ablation"][0],
         code=code_version("tables.py", "figures.py"),
-    log:
-        "logs/figure5.log",
 
 
 rule table5:
@@ -76,12 +72,12 @@ rule table5:
         lambda wc: table5_files(),
     output:
         "results/table5.csv",
+    log:
+        "logs/table5.log",
+    conda:
+        "../envs/report.yaml"
     params:
         specs=lambda wc: table5_specs(),
         code=code_version("resources.py"),
-    conda:
-        "../envs/report.yaml"
-    log:
-        "logs/table5.log",
     script:
         "../scripts/make_table5.py"

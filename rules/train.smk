@@ -7,21 +7,21 @@ rule sft:
         expert="results/{bench}/expert/train.jsonl",
     output:
         directory("results/{bench}/{model}/train/sft/seed{seed}"),
-    params:
-        base=base_model_path,
-        hp=config["training"]["sft"],
-        code=code_version("sft.py", "chat.py", "models.py"),
+    log:
+        "logs/{bench}/{model}/sft/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/sft/seed{seed}.tsv"
+    conda:
+        "../envs/agent.yaml"
     threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/sft/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/sft/seed{seed}.tsv"
+    params:
+        base=base_model_path,
+        hp=config["training"]["sft"],
+        code=code_version("sft.py", "chat.py", "models.py"),
     script:
         "../scripts/train_sft.py"
 
@@ -45,22 +45,22 @@ rule dpo:
         ref=reference,
     output:
         directory("results/{bench}/{model}/train/{method}/seed{seed}"),
+    log:
+        "logs/{bench}/{model}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{bench}/{model}/{method}/seed{seed}.tsv"
     wildcard_constraints:
         method=one_of(methods_of_kind("dpo")),
-    params:
-        spec=lambda wc: method_spec(wc.method),
-        hp=config["training"]["dpo"],
-        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "pairs.py"),
+    conda:
+        "../envs/agent.yaml"
     threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
-    conda:
-        "../envs/agent.yaml"
-    log:
-        "logs/{bench}/{model}/{method}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/{bench}/{model}/{method}/seed{seed}.tsv"
+    params:
+        spec=lambda wc: method_spec(wc.method),
+        hp=config["training"]["dpo"],
+        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "pairs.py"),
     script:
         "../scripts/train_dpo.py"

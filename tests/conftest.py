@@ -40,3 +40,13 @@ def webshop_mirror() -> Path:
 @pytest.fixture(scope="session")
 def intercode_mirror() -> Path:
     return mirror_for("intercode_sql")
+
+
+@pytest.fixture(scope="session")
+def alfworld_data(alfworld_mirror, tmp_path_factory) -> Path:
+    """The validation games extracted once per test session (shared by every ALFWorld test)."""
+    from hpl.alfworld.data import prepare_alfworld_data
+
+    return prepare_alfworld_data(
+        tmp_path_factory.mktemp("alfworld_data"), alfworld_mirror, splits=["seen", "unseen"]
+    )

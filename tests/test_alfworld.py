@@ -43,13 +43,6 @@ GAMES = {
 
 
 @pytest.fixture(scope="session")
-def alfworld_data(alfworld_mirror, tmp_path_factory) -> Path:
-    return prepare_alfworld_data(
-        tmp_path_factory.mktemp("alfworld_data"), alfworld_mirror, splits=["seen", "unseen"]
-    )
-
-
-@pytest.fixture(scope="session")
 def env(alfworld_data, tmp_path_factory) -> AlfworldEnv:
     return AlfworldEnv(alfworld_data, cache_dir=tmp_path_factory.mktemp("alfworld_cache"))
 

@@ -90,3 +90,22 @@ def test_conda_envs_agree_with_pyproject():
             assert requirement.replace(" ", "") == declared[_name(requirement)].replace(" ", ""), (
                 f"{env_file.name}: {requirement} differs from pyproject's {declared[_name(requirement)]}"
             )
+
+
+def test_style_ruff_and_snakefmt_clean():
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "hpl", "scripts", "tests", "benchmarks"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ruff.returncode == 0, ruff.stdout[-2000:]
+    snakefmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert snakefmt.returncode == 0, snakefmt.stderr[-2000:]
