@@ -67,6 +67,41 @@ def _alfworld_extras(data_dir: Path) -> dict:
     return {"cache_dir": str(data_dir.parent / "translations")}
 
 
+# --- WebShop ----------------------------------------------------------------------------------
+def _prepare_webshop(dest: Path, mirror: Path | None) -> dict:
+    """Copy the small catalogue from the mirror (the official files; no download path exists offline)."""
+    import shutil
+
+    from hpl.envs.base import BenchmarkError
+    from hpl.webshop.catalogue import REQUIRED_FILES
+
+    if mirror is None:
+        raise BenchmarkError(
+            "no WebShop data: point the config key `data_mirror` (or $HPL_DATA_MIRROR) at a folder whose "
+            f"webshop/ holds {', '.join(REQUIRED_FILES)} (WebShop's small catalogue, from the WebShop "
+            "authors' release); this pipeline does not download it itself"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in REQUIRED_FILES:
+        source = mirror / name
+        if not source.is_file():
+            raise BenchmarkError(f"WebShop data file missing: {source} (mirror setting `data_mirror`)")
+        tmp = dest / f".{name}.tmp"
+        shutil.copyfile(source, tmp)
+        tmp.replace(dest / name)
+    return {"data_dir": str(dest)}
+
+
+def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
+    from hpl.webshop.expert import collect_expert
+
+    env = make_env("webshop", data_dir=str(data_dir), max_turns=settings["max_turns"])
+    records, card = collect_expert(env, [t for t in task_ids if not skip(t)])
+    for record in records:
+        on_record(record)
+    return card
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "alfworld": Benchmark(
         name="alfworld",
@@ -76,6 +111,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         expert=_alfworld_expert,
         env_extras=_alfworld_extras,
         code=("envs/alfworld.py", "alfworld/*.py"),
+    ),
+    "webshop": Benchmark(
+        name="webshop",
+        eval_splits=("test",),
+        train_split="train",
+        prepare=_prepare_webshop,
+        expert=_webshop_expert,
+        code=("envs/webshop.py", "webshop/*.py"),
     ),
 }
 

@@ -63,8 +63,10 @@ class WebShopEnv(Environment):
         data_dir: str | Path,
         seed: int = DEFAULT_SEED,
         num_test_goals: int = DEFAULT_NUM_TEST_GOALS,
+        max_turns: int = 10,
     ) -> None:
         super().__init__()
+        self.max_turns = max_turns
         self.catalogue: Catalogue = load_catalogue(data_dir)
         self.goals: GoalSet = build_goals(self.catalogue, seed=seed, num_test_goals=num_test_goals)
         self.engine: SearchEngine = search_engine(self.catalogue)
