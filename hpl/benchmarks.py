@@ -7,8 +7,10 @@ scripts only ever go through this table, so adding a benchmark means adding one 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +28,21 @@ class Benchmark:
     # (data_dir, task_ids, settings, on_record, skip) -> data card; records go to on_record as they finish
     expert: Callable[..., dict]
     env_extras: Callable[[Path], dict] = lambda data_dir: {}
+    # job-scoped resources every environment of a job shares (InterCode-SQL: one database server)
+    session: Callable[[Path, dict], AbstractContextManager[dict]] = lambda data_dir, settings: (
+        contextlib.nullcontext({})
+    )
     code: tuple[str, ...] = ()  # library files (globs under hpl/) the benchmark's engine and expert live in
 
     def data_dir(self, resources: str | os.PathLike = "resources") -> Path:
         return Path(resources) / self.name / "data"
 
-    def env(self, data_dir: str | os.PathLike, settings: dict[str, Any]) -> Environment:
+    def env(self, data_dir: str | os.PathLike, settings: dict[str, Any], **shared: Any) -> Environment:
+        """An environment; `shared` holds what the job's `session` yielded (e.g. the SQL server)."""
         extras = self.env_extras(Path(data_dir))
-        return make_env(self.name, data_dir=str(data_dir), max_turns=settings["max_turns"], **extras)
+        return make_env(
+            self.name, data_dir=str(data_dir), max_turns=settings["max_turns"], **extras, **shared
+        )
 
     def eval_tasks(self, settings: dict[str, Any], split: str) -> int | None:
         return settings["eval_tasks"][split]
@@ -102,6 +111,73 @@ def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_reco
     return card
 
 
+# --- InterCode-SQL -----------------------------------------------------------------------------
+def _prepare_intercode(dest: Path, mirror: Path | None) -> dict:
+    """Copy InterCode's Spider tasks, MySQL dump and GPT-4 trajectories from the mirror."""
+    import shutil
+
+    from hpl.envs.base import BenchmarkError
+    from hpl.intercode.tasks import DUMP_FILE, GPT4_LOG_FILE, TASKS_FILE
+
+    files = (TASKS_FILE, DUMP_FILE, GPT4_LOG_FILE)
+    if mirror is None:
+        raise BenchmarkError(
+            "no InterCode-SQL data: point `data_mirror` (or $HPL_DATA_MIRROR) at a folder whose intercode_sql/ "
+            f"holds {', '.join(files)} (InterCode's release; the dump also ships in the PyPI package "
+            "intercode-bench as intercode/assets/datasets/spider_dev.sql)"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        source = mirror / name
+        if not source.is_file():
+            raise BenchmarkError(f"InterCode-SQL data file missing: {source} (mirror setting `data_mirror`)")
+        tmp = dest / f".{name}.tmp"
+        shutil.copyfile(source, tmp)
+        tmp.replace(dest / name)
+    return {"data_dir": str(dest)}
+
+
+@contextlib.contextmanager
+def _intercode_session(data_dir: Path, settings: dict):
+    """One MariaDB server for the whole job (started here, stopped on exit, even after an error), or the
+    existing server that `intercode_sql.server.host` names."""
+    from hpl.intercode.server import make_server
+    from hpl.intercode.tasks import DUMP_FILE
+
+    server_settings = {k: v for k, v in (settings.get("server") or {}).items() if v is not None}
+    if not server_settings.get("host"):
+        folder = data_dir.parent / "servers"
+        folder.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        server_settings["folder"] = tempfile.mkdtemp(prefix="job-", dir=folder)
+    server = make_server(data_dir / DUMP_FILE, **server_settings)
+    try:
+        yield {"server": server.start()}
+    finally:
+        server.stop()
+        if "folder" in server_settings:
+            import shutil
+
+            shutil.rmtree(server_settings["folder"], ignore_errors=True)
+
+
+def _intercode_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
+    from hpl.intercode.expert import expert_trajectories
+
+    wanted, data_dir = set(task_ids), Path(data_dir)
+    with _intercode_session(data_dir, settings) as shared:
+        env = make_env("intercode_sql", data_dir=str(data_dir), max_turns=settings["max_turns"], **shared)
+        try:
+            records, card = expert_trajectories(env, source=settings["expert_source"])
+        finally:
+            env.close()
+    for record in records:
+        if record["id"] in wanted and not skip(record["id"]):
+            on_record(record)
+    return card
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "alfworld": Benchmark(
         name="alfworld",
@@ -120,20 +196,44 @@ BENCHMARKS: dict[str, Benchmark] = {
         expert=_webshop_expert,
         code=("envs/webshop.py", "webshop/*.py"),
     ),
+    "intercode_sql": Benchmark(
+        name="intercode_sql",
+        eval_splits=("test",),
+        train_split="train",
+        prepare=_prepare_intercode,
+        expert=_intercode_expert,
+        session=_intercode_session,
+        code=("envs/intercode_sql.py", "intercode/*.py"),
+    ),
 }
 
 
-def prepare_benchmark(name: str, dest: Path, configured_mirror: str | None) -> dict:
+def env_factory(
+    bench: Benchmark, data_dir: str | os.PathLike, settings: dict[str, Any]
+) -> Callable[[], Environment]:
+    """A `make_env()` for a job: opens the benchmark's session (e.g. starts the SQL server) once, closed
+    when the process exits (normally or through an exception; the server also dies with its parent)."""
+    import atexit
+
+    stack = contextlib.ExitStack()
+    shared = stack.enter_context(bench.session(Path(data_dir), settings))
+    atexit.register(stack.close)
+    return lambda: bench.env(data_dir, settings, **shared)
+
+
+def prepare_benchmark(
+    name: str, dest: Path, configured_mirror: str | None, settings: dict | None = None
+) -> dict:
     """Prepare a benchmark's data under `dest`; return the manifest (data folder, task counts)."""
     bench = BENCHMARKS[name]
     manifest = bench.prepare(Path(dest), benchmark_mirror(configured_mirror, name))
-    env = make_env(name, data_dir=manifest["data_dir"])
-    try:
-        manifest["splits"] = {
-            split: len(env.task_ids(split)) for split in (bench.train_split, *bench.eval_splits)
-        }
-    finally:
-        env.close()
+    settings = {"max_turns": 1, **(settings or {})}
+    with bench.session(Path(manifest["data_dir"]), settings) as shared:
+        env = bench.env(manifest["data_dir"], settings, **shared)
+        try:
+            manifest["splits"] = {s: len(env.task_ids(s)) for s in (bench.train_split, *bench.eval_splits)}
+        finally:
+            env.close()
     return {"benchmark": name, **manifest}
 
 

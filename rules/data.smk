@@ -10,6 +10,7 @@ rule benchmark_data:
         "../envs/engines.yaml"
     params:
         mirror=config["data_mirror"],
+        settings=lambda wc: config.get(wc.bench, {}),
         code=bench_code("mirror.py"),
     script:
         "../scripts/prepare_data.py"

@@ -4,8 +4,9 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
+from pathlib import Path
+
 from hpl.benchmarks import BENCHMARKS
-from hpl.envs import make_env
 from hpl.episodes import select_tasks
 from hpl.io import ResumableJsonl, read_json, write_json
 from hpl.runlog import to_log
@@ -16,9 +17,10 @@ bench = BENCHMARKS[smk.wildcards.bench]
 settings = smk.params.settings
 data_dir = read_json(smk.input[0])["data_dir"]
 
-env = make_env(bench.name, data_dir=data_dir)
-tasks = select_tasks(env.task_ids(bench.train_split), settings["train_tasks"], seed=0)
-env.close()
+with bench.session(Path(data_dir), settings) as shared:
+    env = bench.env(data_dir, settings, **shared)
+    tasks = select_tasks(env.task_ids(bench.train_split), settings["train_tasks"], seed=0)
+    env.close()
 
 out = ResumableJsonl(smk.output.data)
 todo = [t for t in tasks if not out.done(t)]

@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
-from hpl.benchmarks import BENCHMARKS
+from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json
 from hpl.policy import HFPolicy
@@ -19,10 +19,7 @@ split, settings, gen = smk.wildcards.split, smk.params.settings, smk.params.gene
 data_dir = read_json(smk.input.manifest)["data_dir"]
 
 
-def make_env():
-    return bench.env(data_dir, settings)
-
-
+make_env = env_factory(bench, data_dir, settings)
 probe = make_env()
 tasks = select_tasks(probe.task_ids(split), bench.eval_tasks(settings, split), seed=0)
 probe.close()

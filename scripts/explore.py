@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
-from hpl.benchmarks import BENCHMARKS
+from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json, read_jsonl
 from hpl.policy import HFPolicy
@@ -17,6 +17,7 @@ use_threads(smk.threads)
 bench = BENCHMARKS[smk.wildcards.bench]
 settings, gen, k = smk.params.settings, smk.params.generation, smk.params.samples
 data_dir = read_json(smk.input.manifest)["data_dir"]
+make_env = env_factory(bench, data_dir, settings)
 
 # the tasks with expert demonstrations (a fixed seeded subset of them when exploration.tasks is set)
 tasks = select_tasks([record["id"] for record in read_jsonl(smk.input.expert)], smk.params.tasks, seed=0)
@@ -32,7 +33,7 @@ if todo:
         batch_size=gen["parallel_episodes"],
     )
     play(
-        lambda: bench.env(data_dir, settings),
+        make_env,
         policy,
         todo,
         parallel=gen["parallel_episodes"],

@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
-from hpl.benchmarks import BENCHMARKS
+from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.group_level import group_values, reward_table, sample_negatives, value_states
 from hpl.io import ResumableJsonl, read_json, read_jsonl, write_jsonl
 from hpl.policy import HFPolicy
@@ -25,10 +25,7 @@ experts = {e["id"]: e for e in read_jsonl(smk.input.expert)}
 segments = {row["id"]: row["segments"] for row in read_jsonl(smk.input.segments)}
 
 
-def make_env():
-    return bench.env(data_dir, settings)
-
-
+make_env = env_factory(bench, data_dir, settings)
 policy = HFPolicy(
     smk.input.ref,
     max_new_tokens=gen["max_new_tokens"],

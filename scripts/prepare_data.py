@@ -8,8 +8,9 @@ from hpl.benchmarks import prepare_benchmark
 from hpl.io import write_json
 from hpl.runlog import to_log
 
-log = to_log(snakemake)  # noqa: F821 (snakemake is injected)
-bench = snakemake.wildcards.bench  # noqa: F821
-manifest = prepare_benchmark(bench, f"resources/{bench}/data", snakemake.params.mirror)  # noqa: F821
+smk = snakemake  # noqa: F821 (snakemake is injected)
+log = to_log(smk)
+bench = smk.wildcards.bench
+manifest = prepare_benchmark(bench, f"resources/{bench}/data", smk.params.mirror, smk.params.settings)
 log.info("prepared %s: %s", bench, manifest["splits"])
-write_json(snakemake.output[0], manifest)  # noqa: F821
+write_json(smk.output[0], manifest)

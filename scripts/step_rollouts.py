@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
-from hpl.benchmarks import BENCHMARKS
+from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.io import read_json, read_jsonl, write_jsonl
 from hpl.policy import HFPolicy
 from hpl.runlog import to_log, use_threads
@@ -16,6 +16,7 @@ use_threads(smk.threads)
 bench = BENCHMARKS[smk.wildcards.bench]
 settings, gen, ex = smk.params.settings, smk.params.generation, smk.params.exploration
 data_dir = read_json(smk.input.manifest)["data_dir"]
+make_env = env_factory(bench, data_dir, settings)
 
 policy = HFPolicy(
     smk.input.ref,
@@ -24,7 +25,7 @@ policy = HFPolicy(
     batch_size=ex["lanes"],
 )
 records = collect_step_data(
-    lambda: bench.env(data_dir, settings),
+    make_env,
     policy,
     read_jsonl(smk.input.expert),
     mc_rollouts=ex["mc_rollouts"],

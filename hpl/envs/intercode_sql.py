@@ -103,8 +103,10 @@ class InterCodeSQLEnv(Environment):
         order_scaling: bool = False,
         truncation_reward: str = "latest",
         schema_hint: bool = False,
+        max_turns: int = 10,
     ) -> None:
         super().__init__()
+        self.max_turns = max_turns
         if truncation_reward not in TRUNCATION_POLICIES:
             raise ValueError(
                 f"truncation_reward must be one of {TRUNCATION_POLICIES}, not {truncation_reward!r}"
