@@ -153,7 +153,8 @@ def test_report_targets(run):
 
 def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_mirror):
     # a setting: the semantic segmenter's fallback
-    out = snakemake(run, "-n", "--config", "segmenters={semantic: {kind: semantic, fallback_k: 2}}").stdout
+    override = {"segmenters": {"semantic": {"kind": "semantic", "fallback_k": 2}}}
+    out = snakemake(run, "-n", override=override).stdout
     _assert_only_semantic_branch(out)
     # its code: the same workflow with one line added to hpl/segmenters/semantic.py
     copy = tmp_path / "workflow"
@@ -230,8 +231,7 @@ def test_no_pair_passing_stops_training_with_the_counts(run):
     result = snakemake(
         run,
         "results/alfworld/tiny/train/ipr/seed0",
-        "--config",
-        "pairs={traj_min_gap: 0.01, step_final_gap: 0.01, step_mc_gap: 5.0}",
+        override={"pairs": {"traj_min_gap": 0.01, "step_final_gap": 0.01, "step_mc_gap": 5.0}},
         check=False,
     )
     assert result.returncode != 0
