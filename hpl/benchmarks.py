@@ -77,28 +77,40 @@ def _alfworld_extras(data_dir: Path) -> dict:
 
 
 # --- WebShop ----------------------------------------------------------------------------------
-def _prepare_webshop(dest: Path, mirror: Path | None) -> dict:
-    """Copy the small catalogue from the mirror (the official files; no download path exists offline)."""
+def copy_from_mirror(
+    mirror: Path | None, dest: Path, files: tuple[str, ...], benchmark: str, folder: str, origin: str
+) -> dict:
+    """Copy a benchmark's data files from its mirror folder into `dest`, each atomically.
+
+    Neither WebShop nor InterCode-SQL has an official downloader this pipeline could call, so without a
+    mirror the error says where the files come from (`origin`) and which setting names the mirror.
+    """
     import shutil
 
     from hpl.envs.base import BenchmarkError
-    from hpl.webshop.catalogue import REQUIRED_FILES
 
     if mirror is None:
         raise BenchmarkError(
-            "no WebShop data: point the config key `data_mirror` (or $HPL_DATA_MIRROR) at a folder whose "
-            f"webshop/ holds {', '.join(REQUIRED_FILES)} (WebShop's small catalogue, from the WebShop "
-            "authors' release); this pipeline does not download it itself"
+            f"no {benchmark} data: point the config key `data_mirror` (or $HPL_DATA_MIRROR) at a folder "
+            f"whose {folder}/ holds {', '.join(files)} ({origin})"
         )
     dest.mkdir(parents=True, exist_ok=True)
-    for name in REQUIRED_FILES:
+    for name in files:
         source = mirror / name
         if not source.is_file():
-            raise BenchmarkError(f"WebShop data file missing: {source} (mirror setting `data_mirror`)")
+            raise BenchmarkError(f"{benchmark} data file missing: {source} (mirror setting `data_mirror`)")
         tmp = dest / f".{name}.tmp"
         shutil.copyfile(source, tmp)
         tmp.replace(dest / name)
     return {"data_dir": str(dest)}
+
+
+def _prepare_webshop(dest: Path, mirror: Path | None) -> dict:
+    from hpl.webshop.catalogue import REQUIRED_FILES
+
+    return copy_from_mirror(
+        mirror, dest, REQUIRED_FILES, "WebShop", "webshop", "the WebShop authors' small catalogue"
+    )
 
 
 def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
@@ -113,28 +125,11 @@ def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_reco
 
 # --- InterCode-SQL -----------------------------------------------------------------------------
 def _prepare_intercode(dest: Path, mirror: Path | None) -> dict:
-    """Copy InterCode's Spider tasks, MySQL dump and GPT-4 trajectories from the mirror."""
-    import shutil
-
-    from hpl.envs.base import BenchmarkError
     from hpl.intercode.tasks import DUMP_FILE, GPT4_LOG_FILE, TASKS_FILE
 
+    origin = "InterCode's release; the dump also ships in the PyPI package intercode-bench"
     files = (TASKS_FILE, DUMP_FILE, GPT4_LOG_FILE)
-    if mirror is None:
-        raise BenchmarkError(
-            "no InterCode-SQL data: point `data_mirror` (or $HPL_DATA_MIRROR) at a folder whose intercode_sql/ "
-            f"holds {', '.join(files)} (InterCode's release; the dump also ships in the PyPI package "
-            "intercode-bench as intercode/assets/datasets/spider_dev.sql)"
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in files:
-        source = mirror / name
-        if not source.is_file():
-            raise BenchmarkError(f"InterCode-SQL data file missing: {source} (mirror setting `data_mirror`)")
-        tmp = dest / f".{name}.tmp"
-        shutil.copyfile(source, tmp)
-        tmp.replace(dest / name)
-    return {"data_dir": str(dest)}
+    return copy_from_mirror(mirror, dest, files, "InterCode-SQL", "intercode_sql", origin)
 
 
 @contextlib.contextmanager

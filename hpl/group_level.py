@@ -27,7 +27,7 @@ from hpl.io import ResumableJsonl
 from hpl.pairs import OPENING_TURNS, FilterReport, prefix_turns
 from hpl.policy import Policy
 from hpl.rollouts import State, rollout_states
-from hpl.step_level import expert_state, state_record
+from hpl.step_level import expert_state, run_states
 from hpl.trajectory import actions_of
 
 
@@ -154,18 +154,9 @@ def group_values(
     log: ResumableJsonl,
     progress: bool = True,
 ) -> dict[str, dict]:
-    todo = [s for s in states if not log.done(s.key)]
-    rollout_states(
-        make_env,
-        policy,
-        todo,
-        mc_rollouts,
-        temperature=temperature,
-        lanes=lanes,
-        on_state_done=lambda result: log.add(state_record(result)),
-        progress="group MC values" if progress else None,
-    )
-    return {k: log.records[k] for k in (s.key for s in states) if k in log.records}
+    """MC values of `states` (resumable through `log`, which this finishes)."""
+    progress_label = "group MC values" if progress else None
+    return run_states(make_env, policy, states, mc_rollouts, log, temperature, lanes, progress_label)
 
 
 def reward_table(experts: dict[str, dict], negatives: dict[str, dict], values: dict[str, dict]) -> list[dict]:

@@ -68,7 +68,7 @@ def state_record(result: StateResult) -> dict:
     }
 
 
-def _run(
+def run_states(
     make_env,
     policy,
     states: list[State],
@@ -78,6 +78,7 @@ def _run(
     lanes: int,
     progress: str | None,
 ) -> dict[str, dict]:
+    """Roll out the states not yet in `log` (n times each), then finish `log`; return records by key."""
     todo = [s for s in states if not log.done(s.key)]
     rollout_states(
         make_env,
@@ -114,7 +115,7 @@ def collect_step_data(
         for e in experts
         for j in chosen_steps(len(actions_of(e["conversations"])), step_positions, rng)
     ]
-    conts = _run(
+    conts = run_states(
         make_env,
         policy,
         starts,
@@ -130,7 +131,7 @@ def collect_step_data(
         j = int(s.key.rsplit("#s", 1)[1])
         nxt = expert_state(by_id[s.task_id], j + 1)
         next_states[nxt.key] = nxt
-    values = _run(
+    values = run_states(
         make_env,
         policy,
         agent_states + list(next_states.values()),

@@ -57,7 +57,6 @@ values = group_values(
     lanes=ex["lanes"],
     log=values_log,
 )
-values_log.finish(order=[s.key for s in states])
 table = reward_table(experts, negatives, values)
 write_jsonl(smk.output.table, table)
 log.info("%d expert groups, %d losing groups", len(table), sum(len(r["negatives"]) for r in table))

@@ -1,0 +1,50 @@
+"""The benchmark table: data copied from the mirror with clear errors; cross-key config checks."""
+
+import copy
+
+import pytest
+import yaml
+
+from hpl.benchmarks import BENCHMARKS, ConfigError, check_config
+from hpl.envs.base import BenchmarkError
+from hpl.mirror import PROJECT_ROOT
+
+
+@pytest.mark.parametrize("bench", ["webshop", "intercode_sql"])
+def test_data_copied_from_the_mirror(tmp_path, bench, webshop_mirror, intercode_mirror):
+    mirror = {"webshop": webshop_mirror, "intercode_sql": intercode_mirror}[bench]
+    manifest = BENCHMARKS[bench].prepare(tmp_path / "data", mirror)
+    copied = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert manifest["data_dir"] == str(tmp_path / "data") and copied
+    assert all((mirror / name).stat().st_size == (tmp_path / "data" / name).stat().st_size for name in copied)
+
+
+@pytest.mark.parametrize("bench", ["webshop", "intercode_sql"])
+def test_missing_data_names_the_file_and_the_setting(tmp_path, bench):
+    with pytest.raises(BenchmarkError, match=r"data file missing: .*\(mirror setting `data_mirror`\)"):
+        BENCHMARKS[bench].prepare(tmp_path / "data", tmp_path)  # an empty mirror folder
+    with pytest.raises(BenchmarkError, match=r"`data_mirror` \(or \$HPL_DATA_MIRROR\)"):
+        BENCHMARKS[bench].prepare(tmp_path / "data", None)
+
+
+def _config():
+    return yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda c: c["method_specs"]["hpl-semantic"].update(segmenter="llm"),
+            r"method_specs.hpl-semantic.segmenter: unknown segmenter 'llm' \(known: fixed_k, fixed_n, semantic, uncertainty\)",
+        ),
+        (lambda c: c["report"].update(phases="hpl-magic"), r"report.phases: 'hpl-magic'"),
+        (lambda c: c["benchmarks"].append("webshop") or c.pop("webshop"), r"no 'webshop' section"),
+    ],
+)
+def test_cross_key_config_errors(mutate, message):
+    config = copy.deepcopy(_config())
+    check_config(config)  # the embedded default is consistent
+    mutate(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
