@@ -5,6 +5,7 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
 from hpl.benchmarks import BENCHMARKS, env_factory
+from hpl.episodes import select_tasks
 from hpl.io import read_json, read_jsonl, write_jsonl
 from hpl.policy import HFPolicy
 from hpl.runlog import to_log, use_threads
@@ -24,10 +25,12 @@ policy = HFPolicy(
     max_prompt_tokens=gen["max_prompt_tokens"],
     batch_size=ex["lanes"],
 )
+experts = read_jsonl(smk.input.expert)
+chosen = set(select_tasks([e["id"] for e in experts], ex["tasks"], seed=0))  # the tasks explore.py plays
 records = collect_step_data(
     make_env,
     policy,
-    read_jsonl(smk.input.expert),
+    [e for e in experts if e["id"] in chosen],
     mc_rollouts=ex["mc_rollouts"],
     temperature=ex["mc_temperature"],
     step_positions=ex["step_positions"],
