@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hpl.io import read_jsonl
 from hpl.mirror import PROJECT_ROOT
@@ -24,8 +25,14 @@ SEGMENTERS = ["fixed_n", "fixed_k", "uncertainty", "semantic"]
 
 
 def snakemake(
-    workdir: Path, *args: str, timeout: int = 1500, check: bool = True
+    workdir: Path, *args: str, timeout: int = 1500, check: bool = True, override: dict | None = None
 ) -> subprocess.CompletedProcess:
+    """Run snakemake on the CI preset (plus `override`, a config layered over it) in `workdir`."""
+    configs = [str(CI_CONFIG)]
+    if override:  # a YAML file: --config would pass nested values as strings
+        extra = workdir / "override.yaml"
+        extra.write_text(yaml.safe_dump(override))
+        configs.append(str(extra))
     cmd = [
         sys.executable,
         "-m",
@@ -38,7 +45,7 @@ def snakemake(
         "2",
         *args,
         "--configfile",
-        str(CI_CONFIG),
+        *configs,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check:
