@@ -111,3 +111,13 @@ class HFPolicy:
             )
         new_tokens = out[:, width:]
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
+
+
+def policy_from_config(model_path: str, generation: dict, batch_size: int | None = None) -> HFPolicy:
+    """An HFPolicy with the config's `generation` settings (batch: `parallel_episodes` unless given)."""
+    return HFPolicy(
+        model_path,
+        max_new_tokens=generation["max_new_tokens"],
+        max_prompt_tokens=generation["max_prompt_tokens"],
+        batch_size=batch_size or generation["parallel_episodes"],
+    )

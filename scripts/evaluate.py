@@ -7,7 +7,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json
-from hpl.policy import HFPolicy
+from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
 from hpl.tables import episode_metrics
 
@@ -28,12 +28,7 @@ out = ResumableJsonl(smk.output[0])
 todo = [t for t in tasks if not out.done(t)]
 log.info("%s/%s: %d episodes, %d already done", bench.name, split, len(tasks), len(tasks) - len(todo))
 if todo:
-    policy = HFPolicy(
-        smk.params.checkpoint,
-        max_new_tokens=gen["max_new_tokens"],
-        max_prompt_tokens=gen["max_prompt_tokens"],
-        batch_size=gen["parallel_episodes"],
-    )
+    policy = policy_from_config(smk.params.checkpoint, gen)
     play(
         make_env,
         policy,

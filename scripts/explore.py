@@ -7,7 +7,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json, read_jsonl
-from hpl.policy import HFPolicy
+from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
 from hpl.tables import episode_metrics
 
@@ -26,12 +26,7 @@ out = ResumableJsonl(smk.output[0])
 todo = [run for run in runs if not out.done(run[0])]
 log.info("%d runs (%d tasks x %d), %d already done", len(runs), len(tasks), k, len(runs) - len(todo))
 if todo:
-    policy = HFPolicy(
-        smk.input.ref,
-        max_new_tokens=gen["max_new_tokens"],
-        max_prompt_tokens=gen["max_prompt_tokens"],
-        batch_size=gen["parallel_episodes"],
-    )
+    policy = policy_from_config(smk.input.ref, gen)
     play(
         make_env,
         policy,

@@ -7,7 +7,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.group_level import group_values, reward_table, sample_negatives, value_states
 from hpl.io import ResumableJsonl, read_json, read_jsonl, write_jsonl
-from hpl.policy import HFPolicy
+from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -26,12 +26,7 @@ segments = {row["id"]: row["segments"] for row in read_jsonl(smk.input.segments)
 
 
 make_env = env_factory(bench, data_dir, settings)
-policy = HFPolicy(
-    smk.input.ref,
-    max_new_tokens=gen["max_new_tokens"],
-    max_prompt_tokens=gen["max_prompt_tokens"],
-    batch_size=ex["lanes"],
-)
+policy = policy_from_config(smk.input.ref, gen, ex["lanes"])
 negatives_log = ResumableJsonl(smk.output.negatives)
 negatives = sample_negatives(
     make_env,

@@ -7,7 +7,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.episodes import select_tasks
 from hpl.io import read_json, read_jsonl, write_jsonl
-from hpl.policy import HFPolicy
+from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
 from hpl.step_level import collect_step_data
 
@@ -19,12 +19,7 @@ settings, gen, ex = smk.params.settings, smk.params.generation, smk.params.explo
 data_dir = read_json(smk.input.manifest)["data_dir"]
 make_env = env_factory(bench, data_dir, settings)
 
-policy = HFPolicy(
-    smk.input.ref,
-    max_new_tokens=gen["max_new_tokens"],
-    max_prompt_tokens=gen["max_prompt_tokens"],
-    batch_size=ex["lanes"],
-)
+policy = policy_from_config(smk.input.ref, gen, ex["lanes"])
 experts = read_jsonl(smk.input.expert)
 chosen = set(select_tasks([e["id"] for e in experts], ex["tasks"], seed=0))  # the tasks explore.py plays
 records = collect_step_data(
