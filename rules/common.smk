@@ -131,6 +131,13 @@ def tables():
     return outputs
 
 
+def dpo_hparams(wildcards):
+    """training.dpo, with the benchmark's own learning rate where it sets one (paper: 1e-6 on WebShop and
+    InterCode-SQL, 3e-6 on ALFWorld)."""
+    lr = config[wildcards.bench].get("dpo_lr")
+    return {**config["training"]["dpo"], **({"lr": lr} if lr is not None else {})}
+
+
 def method_spec(method):
     return config["method_specs"][method]
 

@@ -110,7 +110,7 @@ rule hpl:
         runtime=lambda wc, attempt: 480 * attempt,
     params:
         spec=lambda wc: method_spec(wc.method),
-        hp=config["training"]["dpo"],
+        hp=dpo_hparams,
         thresholds=lambda wc: config[wc.bench]["curriculum"],
         code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "curriculum.py"),
     script:

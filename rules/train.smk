@@ -60,7 +60,7 @@ rule dpo:
         runtime=lambda wc, attempt: 240 * attempt,
     params:
         spec=lambda wc: method_spec(wc.method),
-        hp=config["training"]["dpo"],
+        hp=dpo_hparams,
         code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "pairs.py"),
     script:
         "../scripts/train_dpo.py"
