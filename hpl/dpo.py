@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpl.chat import IGNORE_INDEX, encode_continuation
+from hpl.launch import is_main_process, wait_for_everyone
 
 
 def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
@@ -46,6 +47,11 @@ def sequence_logps(model, input_ids, attention_mask, labels):
 class LevelSettings:
     weight: float = 1.0
     nll_weight: float = 0.0
+
+
+def level_settings(levels: dict) -> dict[str, LevelSettings]:
+    """{level: LevelSettings} from the method spec's `levels` (plain dicts, as in the config, or settings)."""
+    return {k: v if isinstance(v, LevelSettings) else LevelSettings(**v) for k, v in levels.items()}
 
 
 def hierarchical_loss(
@@ -114,14 +120,20 @@ def collate(examples: list[PreferenceExample], pad_id: int) -> dict[str, Any]:
 
 def precompute_reference(model, examples: list[PreferenceExample], pad_id: int, batch_size: int = 8) -> None:
     """Fill ref_chosen / ref_rejected of `examples` with the frozen reference model's log-probs."""
+    import os
+
     import torch
 
+    if torch.cuda.is_available():  # this process's GPU (LOCAL_RANK under accelerate launch)
+        model.to(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
     model.eval()
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
             batch = collate(chunk, pad_id)
-            logps, _ = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            device = next(model.parameters()).device
+            tensors = (batch[key].to(device) for key in ("input_ids", "attention_mask", "labels"))
+            logps, _ = sequence_logps(model, *tensors)
             for i, example in enumerate(chunk):
                 example.ref_chosen = float(logps[i])
                 example.ref_rejected = float(logps[len(chunk) + i])
@@ -200,6 +212,7 @@ def train_dpo(
     from hpl.models import load_model
     from hpl.sft import last_checkpoint, training_arguments
 
+    settings = level_settings(settings)
     total = sum(len(p) for p in pairs_by_level.values())
     if total == 0:
         raise ValueError(f"no preference pairs to train on (levels: {', '.join(pairs_by_level) or 'none'})")
@@ -214,8 +227,7 @@ def train_dpo(
     )
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+    trainer.save_model(str(out))  # every process: ZeRO-3 gathers the weight shards here
     metrics = {
         "pairs": {level: len(p) for level, p in pairs_by_level.items()},
         "train_loss": result.training_loss,
@@ -226,7 +238,10 @@ def train_dpo(
         "seed": seed,
         "reference": str(ref_path),
     }
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if is_main_process():  # one writer when accelerate launched several processes (hpl.launch)
+        tokenizer.save_pretrained(str(out))
+        (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    wait_for_everyone()
     return metrics
 
 
@@ -281,26 +296,34 @@ def train_hierarchical(
     from hpl.curriculum import bucket_counts, format_grid
 
     log = log or logging.getLogger(__name__)
+    settings = level_settings(settings)
     out = Path(out_dir)
     previous, summary = ref_path, {}
     for phase in PHASES:
         target = out / f"phase{phase}"
         pairs = phase_pairs(traj, step, group, phase, variant, settings, thresholds)
-        if (target / "train_metrics.json").exists():
+        trained = (target / "train_metrics.json").exists()
+        wait_for_everyone()  # all processes look before the main one writes this phase's folder
+        if trained:
             log.info("phase %d already trained", phase)
         elif "group" in pairs and not pairs["group"]:
             grid = format_grid(bucket_counts(group, thresholds["length"], thresholds["difficulty"]), variant)
             log.warning(
                 "phase %d (%s curriculum) has no group pairs; skipped. Buckets:\n%s", phase, variant, grid
             )
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(previous, target, ignore=shutil.ignore_patterns("checkpoints"))
-            (target / "train_metrics.json").write_text(json.dumps({"skipped": True, "phase": phase}) + "\n")
+            if is_main_process():
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(previous, target, ignore=shutil.ignore_patterns("checkpoints"))
+                (target / "train_metrics.json").write_text(
+                    json.dumps({"skipped": True, "phase": phase}) + "\n"
+                )
+            wait_for_everyone()
         else:
             log.info("phase %d: %s", phase, {level: len(p) for level, p in pairs.items()})
             train_dpo(ref_path, pairs, str(target), hp, settings, seed=seed, init_path=str(previous))
         summary[f"phase{phase}"] = json.loads((target / "train_metrics.json").read_text())
         previous = str(target)
-    (out / "train_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if is_main_process():
+        (out / "train_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

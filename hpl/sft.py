@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpl.chat import IGNORE_INDEX, encode_sft
+from hpl.launch import is_main_process, wait_for_everyone
 
 
 @dataclass
@@ -73,6 +74,7 @@ def training_arguments(out_dir: Path, hp: dict[str, Any], seed: int, **extra: An
         deepspeed=hp.get("deepspeed"),
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # every parameter is used; skips DDP's extra graph walk
         **extra,
     )
 
@@ -116,8 +118,7 @@ def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, 
     # tokens actually trained: the epoch's tokens times the epochs done (max_steps may stop early)
     steps_per_epoch = -(-len(examples) // (hp["batch_size"] * hp.get("grad_accum", 1)))
     tokens = sum(len(e["input_ids"]) for e in examples) * result.global_step / steps_per_epoch
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+    trainer.save_model(str(out))  # every process: ZeRO-3 gathers the weight shards here
     metrics = {
         "examples": len(examples),
         "train_loss": result.training_loss,
@@ -128,5 +129,8 @@ def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, 
         "seed": seed,
         "base_model": str(model_path),
     }
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if is_main_process():  # one writer when accelerate launched several processes (hpl.launch)
+        tokenizer.save_pretrained(str(out))
+        (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    wait_for_everyone()
     return metrics

@@ -105,7 +105,7 @@ rule hpl:
         "../envs/agent.yaml"
     threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
-        gpu=1,
+        gpu=config["training"]["dpo"].get("gpus", 1),  # > 1: accelerate launch, one process per GPU
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 480 * attempt,
     params:

@@ -15,7 +15,7 @@ rule sft:
         "../envs/agent.yaml"
     threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
-        gpu=1,
+        gpu=config["training"]["sft"].get("gpus", 1),  # > 1: accelerate launch, one process per GPU
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:
@@ -55,7 +55,7 @@ rule dpo:
         "../envs/agent.yaml"
     threads: 8  # capped at --cores locally; a cluster job gets 8 CPUs
     resources:
-        gpu=1,
+        gpu=config["training"]["dpo"].get("gpus", 1),  # > 1: accelerate launch, one process per GPU
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:

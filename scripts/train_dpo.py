@@ -4,8 +4,8 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
-from hpl.dpo import LevelSettings, train_dpo
 from hpl.io import read_json, read_jsonl
+from hpl.launch import processes_for, train, visible_gpus
 from hpl.pairs import EmptyPairsError, FilterReport
 from hpl.runlog import to_log, use_threads
 
@@ -18,8 +18,7 @@ for level, found in pairs.items():
     if not found:  # refuse to train on nothing, and say which threshold removed the candidates
         report_path = smk.input[level].replace(".jsonl", "_report.json")
         raise EmptyPairsError(FilterReport(**read_json(report_path)), source=smk.input[level])
-settings = {level: LevelSettings(**spec) for level, spec in levels.items()}
-metrics = train_dpo(
-    smk.input.ref, pairs, smk.output[0], smk.params.hp, settings, seed=int(smk.wildcards.seed)
-)
+args = dict(ref_path=smk.input.ref, pairs_by_level=pairs, out_dir=smk.output[0], hp=smk.params.hp)
+processes = processes_for(int(smk.resources.gpu), visible_gpus())  # one per GPU (accelerate launch)
+metrics = train("dpo", {**args, "settings": levels, "seed": int(smk.wildcards.seed)}, processes, log=log)
 log.info("DPO done: %s", metrics)

@@ -4,8 +4,8 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
-from hpl.dpo import LevelSettings, train_hierarchical
 from hpl.io import read_jsonl
+from hpl.launch import processes_for, train, visible_gpus
 from hpl.runlog import to_log, use_threads
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -16,18 +16,9 @@ pairs = {
     level: read_jsonl(smk.input[level]) if level in smk.input.keys() else []
     for level in ("traj", "step", "group")
 }
-settings = {level: LevelSettings(**values) for level, values in spec["levels"].items()}
-summary = train_hierarchical(
-    smk.input.ref,
-    pairs["traj"],
-    pairs["step"],
-    pairs["group"],
-    smk.output[0],
-    smk.params.hp,
-    settings,
-    variant=spec["curriculum"],
-    thresholds=smk.params.thresholds,
-    seed=int(smk.wildcards.seed),
-    log=log,
-)
+args = dict(ref_path=smk.input.ref, traj=pairs["traj"], step=pairs["step"], group=pairs["group"])
+args |= dict(out_dir=smk.output[0], hp=smk.params.hp, settings=spec["levels"], variant=spec["curriculum"])
+args |= dict(thresholds=smk.params.thresholds, seed=int(smk.wildcards.seed))
+processes = processes_for(int(smk.resources.gpu), visible_gpus())  # one per GPU (accelerate launch)
+summary = train("hpl", args, processes, log=log)
 log.info("HPL done: %s", {phase: m.get("train_loss", "skipped") for phase, m in summary.items()})

@@ -6,8 +6,8 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
 from hpl.io import read_jsonl
+from hpl.launch import processes_for, train, visible_gpus
 from hpl.runlog import to_log, use_threads
-from hpl.sft import train_sft
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
@@ -17,5 +17,7 @@ if "samples" in smk.input.keys():  # RFT: add pi_ref's own successful trajectori
     successes = [r for r in read_jsonl(smk.input.samples) if r["success"]]
     log.info("RFT: %d expert + %d successful pi_ref trajectories", len(records), len(successes))
     records += successes
-metrics = train_sft(smk.params.base, records, smk.output[0], smk.params.hp, seed=int(smk.wildcards.seed))
+args = dict(model_path=smk.params.base, records=records, out_dir=smk.output[0], hp=smk.params.hp)
+processes = processes_for(int(smk.resources.gpu), visible_gpus())  # one per GPU (accelerate launch)
+metrics = train("sft", {**args, "seed": int(smk.wildcards.seed)}, processes, log=log)
 log.info("SFT done: %s", metrics)
