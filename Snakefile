@@ -20,6 +20,7 @@ include: "rules/explore.smk"
 include: "rules/pairs.smk"
 include: "rules/hpl.smk"
 include: "rules/evaluate.smk"
+include: "rules/shards.smk"
 include: "rules/tables.smk"
 
 

@@ -34,7 +34,7 @@ class CountingPolicy(HFPolicy):
     calls = 0
     seconds = 0.0
 
-    def act(self, conversations, temperature=0.0):
+    def act(self, conversations, temperature=0.0, keys=None):
         started = time.perf_counter()
         try:
             return super().act(conversations, temperature)

@@ -106,7 +106,12 @@ def play(
                 env = envs.pop() if envs else make_env()
                 run_id, task_id = pending.pop(0)
                 live.append((env, start_episode(env, task_id, run_id)))
-            replies = policy.act([episode.conversations for _, episode in live], temperature=temperature)
+            episodes = [episode for _, episode in live]
+            replies = policy.act(
+                [episode.conversations for episode in episodes],
+                temperature=temperature,
+                keys=turn_keys(episodes),
+            )
             still: list[tuple[Environment, Episode]] = []
             for (env, episode), reply in zip(live, replies):
                 advance(env, episode, reply, max_turns or env.max_turns)
@@ -124,6 +129,11 @@ def play(
         for env in envs + [env for env, _ in live]:
             env.close()
     return finished
+
+
+def turn_keys(episodes: Sequence[Episode]) -> list[str]:
+    """The name of each episode's next turn: its run id and turn number (a policy's sampling stream)."""
+    return [f"{episode.run_id or episode.task_id}/{episode.turns}" for episode in episodes]
 
 
 def select_tasks(task_ids: Sequence[str], n: int | None, seed: int = 0) -> list[str]:

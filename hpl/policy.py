@@ -9,6 +9,7 @@ what every later action depends on.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -19,8 +20,46 @@ OPENING_TURNS = 3  # instruction, "OK", first observation
 
 
 class Policy(Protocol):
-    def act(self, conversations: Sequence[list[dict]], temperature: float = 0.0) -> list[str]:
-        """One agent reply per conversation (each ends with a human turn)."""
+    def act(
+        self, conversations: Sequence[list[dict]], temperature: float = 0.0, keys: Sequence[str] | None = None
+    ) -> list[str]:
+        """One agent reply per conversation (each ends with a human turn).
+
+        `keys` name each conversation's turn (episode run id and turn); a sampling policy draws from a
+        random stream of that key, so a reply does not depend on which other episodes share the batch
+        and a sharded run repeats the unsharded one.
+        """
+
+
+def key_seed(seed: int, key: str, position: int) -> int:
+    """A stable 63-bit seed for token `position` of the reply named `key` (Python's hash() is salted)."""
+    digest = hashlib.blake2b(f"{seed}|{key}|{position}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+class KeyedSampler:
+    """A logits processor that samples each row's next token from its own stream (`key_seed`) and turns
+    the scores into a one-hot choice, so greedy decoding emits it. transformers' own sampling draws the
+    whole batch from one global generator, which ties a row's reply to its batch neighbours."""
+
+    def __init__(self, keys: Sequence[str], temperature: float, seed: int, prompt_width: int) -> None:
+        self.keys, self.temperature, self.seed, self.width = list(keys), temperature, seed, prompt_width
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        position = input_ids.shape[1] - self.width
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
+        chosen = []
+        for row, key in enumerate(self.keys):
+            draw = torch.rand(1, generator=torch.Generator().manual_seed(key_seed(self.seed, key, position)))
+            cumulative = probs[row].cumsum(0)
+            chosen.append(
+                min(int(torch.searchsorted(cumulative, draw * cumulative[-1])), len(cumulative) - 1)
+            )
+        onehot = torch.full_like(scores, float("-inf"))
+        onehot[torch.arange(len(chosen)), torch.tensor(chosen, device=scores.device)] = 0.0
+        return onehot
 
 
 def fit_context(tokenizer, turns: list[dict], max_prompt_tokens: int) -> list[int]:
@@ -76,25 +115,33 @@ class HFPolicy:
         self.max_prompt_tokens = min(max_prompt_tokens, context - max_new_tokens)
         self.batch_size = batch_size
         self.stop_ids = stop_token_ids(self.tokenizer)
+        self.seed = seed
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
-    def act(self, conversations: Sequence[list[dict]], temperature: float = 0.0) -> list[str]:
+    def act(
+        self, conversations: Sequence[list[dict]], temperature: float = 0.0, keys: Sequence[str] | None = None
+    ) -> list[str]:
         replies: list[str] = []
         for start in range(0, len(conversations), self.batch_size):
-            replies += self._generate(conversations[start : start + self.batch_size], temperature)
+            chunk = slice(start, start + self.batch_size)
+            replies += self._generate(conversations[chunk], temperature, keys[chunk] if keys else None)
         return replies
 
-    def _generate(self, conversations: Sequence[list[dict]], temperature: float) -> list[str]:
+    def _generate(
+        self, conversations: Sequence[list[dict]], temperature: float, keys: Sequence[str] | None
+    ) -> list[str]:
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         prompts = [fit_context(self.tokenizer, turns, self.max_prompt_tokens) for turns in conversations]
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        sample = temperature > 0
-        # transformers samples with the global RNG: seed it from our own stream so runs repeat
+        keyed = temperature > 0 and keys is not None
+        sample = temperature > 0 and not keyed
+        processors = [KeyedSampler(keys, temperature, self.seed, width)] if keyed else []
+        # unkeyed sampling uses transformers' global RNG: seed it from our own stream so runs repeat
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
         with torch.no_grad():
             out = self.model.generate(
@@ -107,6 +154,7 @@ class HFPolicy:
                 top_k=None,
                 eos_token_id=self.stop_ids,
                 pad_token_id=pad,
+                logits_processor=LogitsProcessorList(processors),
                 stopping_criteria=StoppingCriteriaList([ActionLineStop(self.tokenizer, width)]),
             )
         new_tokens = out[:, width:]

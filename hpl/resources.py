@@ -141,6 +141,7 @@ def table5_inputs(
     seed: int = 0,
     llm_model: str | None = None,
     root: str | Path = "results",
+    shards: int = 1,
 ) -> dict[str, dict]:
     """The `table5` mapping for the pipeline's file layout (module docstring), one training seed.
 
@@ -177,5 +178,13 @@ def table5_inputs(
                 spec["llm_usage"] = [root / bench / model / "segments" / f"{segmenter}_usage.json"]
         else:
             raise ValueError(f"table5: no resource files known for method {method!r}")
+        spec["generation"] = [p for path in spec["generation"] for p in _shard_files(path, explore, shards)]
         out[method] = spec
     return out
+
+
+def _shard_files(path: Path, explore: Path, shards: int) -> list[Path]:
+    """An exploration job's benchmark file, or its shards' files (generation.shards > 1): their times add."""
+    if shards == 1 or path.parent != explore:
+        return [path]
+    return [path.with_name(f"{path.stem}.shard{i}{path.suffix}") for i in range(shards)]

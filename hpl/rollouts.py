@@ -24,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hpl.envs.base import Environment, StepResult
-from hpl.episodes import Episode, advance
+from hpl.episodes import Episode, advance, turn_keys
 from hpl.policy import Policy
 
 
@@ -49,6 +49,7 @@ class Rollout:
 class StateResult:
     state: State
     rollouts: list[Rollout] = field(default_factory=list)
+    started: int = 0  # rollouts begun, numbering each one
 
     @property
     def value(self) -> float:
@@ -89,7 +90,10 @@ def _start_rollout(lane: _Lane, result: StateResult, naive: bool) -> None:
     else:
         lane.env.restore(lane.snapshot)
     lane.result = result
-    lane.episode = Episode(state.task_id, {}, [dict(t) for t in state.conversations])
+    # the run id names this rollout (state key and rollout number) for the policy's sampling stream
+    run_id = f"{state.key}#{result.started}"
+    result.started += 1
+    lane.episode = Episode(state.task_id, {}, [dict(t) for t in state.conversations], run_id=run_id)
 
 
 def _finish_rollout(lane: _Lane) -> StateResult:
@@ -146,7 +150,12 @@ def rollout_states(
             active = [lane for lane in pool if lane.episode is not None]
             if not active:
                 continue
-            replies = policy.act([lane.episode.conversations for lane in active], temperature=temperature)
+            episodes = [lane.episode for lane in active]
+            replies = policy.act(
+                [episode.conversations for episode in episodes],
+                temperature=temperature,
+                keys=turn_keys(episodes),
+            )
             for lane, reply in zip(active, replies):
                 state = lane.result.state
                 limit = (state.limit or max_turns or lane.env.max_turns) - len(state.prefix)

@@ -108,12 +108,13 @@ def collect_step_data(
     progress: bool = True,
 ) -> list[dict]:
     """Run both phases for `experts`; return the joined step records."""
-    rng = random.Random(seed)
     by_id = {e["id"]: e for e in experts}
-    starts = [
+    starts = [  # positions drawn per trajectory, so a shard of the experts picks what the whole run would
         expert_state(e, j)
         for e in experts
-        for j in chosen_steps(len(actions_of(e["conversations"])), step_positions, rng)
+        for j in chosen_steps(
+            len(actions_of(e["conversations"])), step_positions, random.Random(f"{seed}|{e['id']}")
+        )
     ]
     conts = run_states(
         make_env,
@@ -125,16 +126,19 @@ def collect_step_data(
         lanes,
         "step continuations" if progress else None,
     )
-    agent_states = [after_first_action(s, conts[s.key]) for s in starts if s.key in conts]
-    next_states = {}
+    # per start: the state after the agent's first action, then the expert's next state (deduplicated);
+    # grouped by trajectory, so the shards of a sharded run gather back into this order (hpl.sharding)
+    value_states: dict[str, State] = {}
     for s in starts:
-        j = int(s.key.rsplit("#s", 1)[1])
-        nxt = expert_state(by_id[s.task_id], j + 1)
-        next_states[nxt.key] = nxt
+        if s.key in conts:
+            agent = after_first_action(s, conts[s.key])
+            value_states[agent.key] = agent
+        nxt = expert_state(by_id[s.task_id], int(s.key.rsplit("#s", 1)[1]) + 1)
+        value_states.setdefault(nxt.key, nxt)
     values = run_states(
         make_env,
         policy,
-        agent_states + list(next_states.values()),
+        list(value_states.values()),
         mc_rollouts,
         ResumableJsonl(values_path),
         temperature,

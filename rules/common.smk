@@ -11,7 +11,12 @@ from hpl.benchmarks import BENCHMARKS, check_config
 check_config(config)
 
 
+# generation.shards > 1: generation jobs run per shard and rules/shards.smk gathers them (hpl.sharding)
+SHARDS = config["generation"].get("shards", 1)
+
+
 wildcard_constraints:
+    shard=r"\d+",
     bench="|".join(BENCHMARKS),
     model=r"[A-Za-z0-9_.-]+",
     method=r"[a-z0-9_-]+(\.phase[123])?",
@@ -184,6 +189,7 @@ def table5_specs():
         config["methods"],
         seed=config["reference_seed"],
         llm_model=llm_model,
+        shards=SHARDS,
     )
     return {
         m: {
@@ -207,3 +213,13 @@ def table5_files():
 def phase_methods():
     """Figure 4's evaluations: the phases method after each curriculum phase."""
     return [f"{config['report']['phases']}.phase{k}" for k in (1, 2, 3)]
+
+
+def sharded(path):
+    """`path` of a generation job (output, log, benchmark), per shard when generation.shards > 1."""
+    return re.sub(r"(\.\w+)$", r".shard{shard}\1", path) if SHARDS > 1 else path
+
+
+def shard_of(wildcards):
+    """(this job's shard, number of shards) for hpl.sharding.shard."""
+    return int(getattr(wildcards, "shard", 0)), SHARDS

@@ -6,11 +6,13 @@ rule evaluate:
         manifest="resources/{bench}/manifest.json",
         train=train_dir,
     output:
-        "results/{bench}/{model}/eval/{method}/seed{seed}/{split}.jsonl",
+        sharded("results/{bench}/{model}/eval/{method}/seed{seed}/{split}.jsonl"),
     log:
-        "logs/{bench}/{model}/eval/{method}/seed{seed}/{split}.log",
+        sharded("logs/{bench}/{model}/eval/{method}/seed{seed}/{split}.log"),
     benchmark:
-        "results/benchmarks/{bench}/{model}/eval/{method}/seed{seed}/{split}.tsv"
+        sharded(
+            "results/benchmarks/{bench}/{model}/eval/{method}/seed{seed}/{split}.tsv"
+        )
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -22,6 +24,7 @@ rule evaluate:
         checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
         settings=lambda wc: config[wc.bench],
         generation=config["generation"],
+        shard=shard_of,
         code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
     script:
         "../scripts/evaluate.py"

@@ -8,11 +8,11 @@ rule explore:
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
     output:
-        "results/{bench}/{model}/explore/trajectories.jsonl",
+        sharded("results/{bench}/{model}/explore/trajectories.jsonl"),
     log:
-        "logs/{bench}/{model}/explore/trajectories.log",
+        sharded("logs/{bench}/{model}/explore/trajectories.log"),
     benchmark:
-        "results/benchmarks/{bench}/{model}/explore/trajectories.tsv"
+        sharded("results/benchmarks/{bench}/{model}/explore/trajectories.tsv")
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -26,6 +26,7 @@ rule explore:
         samples=1,
         temperature=config["exploration"]["temperature"],
         generation=config["generation"],
+        shard=shard_of,
         code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
     script:
         "../scripts/explore.py"
@@ -33,17 +34,18 @@ rule explore:
 
 use rule explore as rft_samples with:
     output:
-        "results/{bench}/{model}/explore/rft_samples.jsonl",
+        sharded("results/{bench}/{model}/explore/rft_samples.jsonl"),
     log:
-        "logs/{bench}/{model}/explore/rft_samples.log",
+        sharded("logs/{bench}/{model}/explore/rft_samples.log"),
     benchmark:
-        "results/benchmarks/{bench}/{model}/explore/rft_samples.tsv"
+        sharded("results/benchmarks/{bench}/{model}/explore/rft_samples.tsv")
     params:
         settings=lambda wc: config[wc.bench],
         tasks=config["exploration"]["tasks"],
         samples=config["exploration"]["rft_samples"],
         temperature=config["exploration"]["rft_temperature"],
         generation=config["generation"],
+        shard=shard_of,
         code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
 
 
@@ -53,13 +55,15 @@ rule step_rollouts:
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
     output:
-        continuations="results/{bench}/{model}/explore/step_continuations.jsonl",
-        values="results/{bench}/{model}/explore/step_values.jsonl",
-        records="results/{bench}/{model}/explore/step_records.jsonl",
+        continuations=sharded(
+            "results/{bench}/{model}/explore/step_continuations.jsonl"
+        ),
+        values=sharded("results/{bench}/{model}/explore/step_values.jsonl"),
+        records=sharded("results/{bench}/{model}/explore/step_records.jsonl"),
     log:
-        "logs/{bench}/{model}/explore/step_rollouts.log",
+        sharded("logs/{bench}/{model}/explore/step_rollouts.log"),
     benchmark:
-        "results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv"
+        sharded("results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv")
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -71,6 +75,7 @@ rule step_rollouts:
         settings=lambda wc: config[wc.bench],
         exploration=config["exploration"],
         generation=config["generation"],
+        shard=shard_of,
         code=bench_code(
             "rollouts.py",
             "step_level.py",

@@ -9,6 +9,7 @@ from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json
 from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
+from hpl.sharding import shard
 from hpl.tables import episode_metrics
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -22,6 +23,7 @@ data_dir = read_json(smk.input.manifest)["data_dir"]
 make_env = env_factory(bench, data_dir, settings)
 probe = make_env()
 tasks = select_tasks(probe.task_ids(split), bench.eval_tasks(settings, split), seed=0)
+tasks = shard(tasks, *smk.params.shard)  # all of them unless generation.shards > 1
 probe.close()
 
 out = ResumableJsonl(smk.output[0])

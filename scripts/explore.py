@@ -9,6 +9,7 @@ from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json, read_jsonl
 from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
+from hpl.sharding import shard
 from hpl.tables import episode_metrics
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -22,6 +23,7 @@ make_env = env_factory(bench, data_dir, settings)
 # the tasks with expert demonstrations (a fixed seeded subset of them when exploration.tasks is set)
 tasks = select_tasks([record["id"] for record in read_jsonl(smk.input.expert)], smk.params.tasks, seed=0)
 runs = [(task if k == 1 else f"{task}#{i}", task) for task in tasks for i in range(k)]
+runs = shard(runs, *smk.params.shard)  # all of them unless generation.shards > 1
 out = ResumableJsonl(smk.output[0])
 todo = [run for run in runs if not out.done(run[0])]
 log.info("%d runs (%d tasks x %d), %d already done", len(runs), len(tasks), k, len(runs) - len(todo))

@@ -9,6 +9,7 @@ from hpl.episodes import select_tasks
 from hpl.io import read_json, read_jsonl, write_jsonl
 from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
+from hpl.sharding import shard
 from hpl.step_level import collect_step_data
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -21,7 +22,8 @@ make_env = env_factory(bench, data_dir, settings)
 
 policy = policy_from_config(smk.input.ref, gen, ex["lanes"])
 experts = read_jsonl(smk.input.expert)
-chosen = set(select_tasks([e["id"] for e in experts], ex["tasks"], seed=0))  # the tasks explore.py plays
+chosen = select_tasks([e["id"] for e in experts], ex["tasks"], seed=0)  # the tasks explore.py plays
+chosen = set(shard(chosen, *smk.params.shard))  # all of them unless generation.shards > 1
 records = collect_step_data(
     make_env,
     policy,

@@ -244,3 +244,26 @@ def test_no_pair_passing_stops_training_with_the_counts(run):
     assert result.returncode != 0
     log = (run / "logs/alfworld/tiny/ipr/seed0.log").read_text()
     assert "no step pair passed the thresholds" in log and "failed MC value gap > 5.0" in log
+
+
+def test_sharded_generation_equals_the_unsharded_run(run):
+    # kept last in this module: it replaces generation outputs of the shared run with their gathered twins
+    model = run / "results/alfworld/tiny"
+    names = [
+        "explore/trajectories.jsonl",
+        "explore/step_continuations.jsonl",
+        "explore/step_values.jsonl",
+        "explore/step_records.jsonl",
+        "eval/sft/seed0/unseen.jsonl",
+    ]
+    unsharded = {name: (model / name).read_text() for name in names}
+    for name in names:
+        (model / name).unlink()
+    targets = [str((model / name).relative_to(run)) for name in names]
+    snakemake(run, *targets, override={"generation": {"shards": 2}})
+    for name in names:
+        stem = name.removesuffix(".jsonl")
+        assert sorted(p.name for p in model.glob(f"{stem}.shard*.jsonl")) == [
+            f"{Path(stem).name}.shard{i}.jsonl" for i in range(2)
+        ]
+        assert (model / name).read_text() == unsharded[name], f"{name} differs from the unsharded run"

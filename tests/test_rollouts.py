@@ -14,7 +14,7 @@ class ReceptacleTour:
     """A deterministic policy whose actions depend on what the environment says: it visits the
     receptacles listed in the first observation in order and opens each closed one it finds."""
 
-    def act(self, conversations, temperature=0.0):
+    def act(self, conversations, temperature=0.0, keys=None):
         return [self._next(turns) for turns in conversations]
 
     @staticmethod

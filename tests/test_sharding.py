@@ -1,0 +1,75 @@
+"""hpl.sharding (split and gather) and the per-episode sampling streams that make a sharded run repeat the
+unsharded one (the pipeline-level check is tests/test_pipeline.py::test_sharded_generation_...)."""
+
+import pytest
+from test_models_training import SPEC, _records
+
+from hpl.io import read_jsonl, write_jsonl
+from hpl.models import build_tiny_model
+from hpl.policy import HFPolicy, key_seed
+from hpl.sharding import gather_jsonl, in_task_order, interleave, shard
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 12])
+def test_interleave_undoes_shard(count):
+    items = list(range(10))
+    parts = [shard(items, i, count) for i in range(count)]
+    assert sum(len(p) for p in parts) == 10
+    assert interleave(parts) == items
+
+
+def test_shard_index_out_of_range_is_named():
+    with pytest.raises(ValueError, match="shard 2 does not exist among 2 shards"):
+        shard([1, 2, 3], 2, 2)
+
+
+def test_rows_go_back_in_task_order_keeping_order_within_a_task():
+    order = ["a", "b", "c", "d"]
+    part0 = [{"task_id": "a", "n": 1}, {"task_id": "a", "n": 2}, {"task_id": "c", "n": 1}]
+    part1 = [{"task_id": "b", "n": 1}, {"task_id": "d", "n": 1}, {"task_id": "d", "n": 2}]
+    merged = in_task_order([part0, part1], order)
+    assert [(r["task_id"], r["n"]) for r in merged] == [
+        ("a", 1),
+        ("a", 2),
+        ("b", 1),
+        ("c", 1),
+        ("d", 1),
+        ("d", 2),
+    ]
+    with pytest.raises(ValueError, match="outside the job's task list: z"):
+        in_task_order([[{"task_id": "z"}]], order)
+
+
+def test_gather_jsonl_writes_the_unsharded_file(tmp_path):
+    rows = [{"id": str(i), "task_id": str(i)} for i in range(5)]
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"part.shard{i}.jsonl")
+        write_jsonl(paths[-1], shard(rows, i, 2))
+    assert gather_jsonl(paths, tmp_path / "all.jsonl") == 5
+    assert read_jsonl(tmp_path / "all.jsonl") == rows
+
+
+def test_key_seeds_are_stable_and_distinct():
+    assert key_seed(0, "task/3", 5) == key_seed(0, "task/3", 5)
+    assert len({key_seed(0, "task/3", p) for p in range(50)}) == 50
+    assert key_seed(0, "task/3", 5) != key_seed(1, "task/3", 5)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    build_tiny_model(_records(), path, SPEC)
+    return HFPolicy(str(path), max_new_tokens=12, batch_size=8)
+
+
+def test_a_sampled_reply_does_not_depend_on_its_batch(policy):
+    convs = [r["conversations"][:3] for r in _records(6)]
+    keys = [f"run{i}/0" for i in range(6)]
+    together = policy.act(convs, temperature=1.0, keys=keys)
+    alone = [policy.act([c], temperature=1.0, keys=[k])[0] for c, k in zip(convs, keys)]
+    reordered = policy.act(convs[::-1], temperature=1.0, keys=keys[::-1])[::-1]
+    assert together == alone == reordered
+    # the draw is random, not greedy: across 6 keys of one prompt, replies differ
+    same_prompt = policy.act([convs[0]] * 6, temperature=1.0, keys=keys)
+    assert len(set(same_prompt)) > 1
