@@ -174,9 +174,12 @@ def make_trainer(
                 self.log(metrics)
             return (loss, None) if return_outputs else loss
 
+    from hpl.sft import training_callbacks
+
     return PreferenceTrainer(
         model=model,
         args=args,
+        callbacks=training_callbacks(),
         train_dataset=examples,
         data_collator=lambda chunk: collate(chunk, pad_id),
     )
@@ -199,34 +202,37 @@ def train_dpo(
     settings: dict[str, LevelSettings],
     seed: int = 0,
     init_path: str | None = None,
+    scratch: str | None = None,
 ) -> dict:
     """DPO from `init_path` (default pi_ref) with pi_ref as the frozen reference; save to `out_dir`.
 
     The reference log-probs are computed first with pi_ref's weights; training then needs one model only.
-    Resumes from the last checkpoint in `out_dir/checkpoints`.
+    Resumes from the last checkpoint in `scratch` (default `<out_dir>.checkpoints`, hpl.sft.scratch_dir),
+    which is removed at the end unless the caller gave it (HPL keeps its phases' until the last phase).
     """
     import json
     import time
     from pathlib import Path
 
     from hpl.models import load_model
-    from hpl.sft import last_checkpoint, training_arguments
+    from hpl.sft import drop_scratch, last_checkpoint, scratch_dir, training_arguments
 
     settings = level_settings(settings)
     total = sum(len(p) for p in pairs_by_level.values())
     if total == 0:
         raise ValueError(f"no preference pairs to train on (levels: {', '.join(pairs_by_level) or 'none'})")
     out = Path(out_dir)
+    work = Path(scratch) if scratch else scratch_dir(out)
     ref_model, tokenizer = load_model(ref_path)
     examples = load_examples(tokenizer, pairs_by_level, hp["max_length"])
     precompute_reference(ref_model, examples, tokenizer.pad_token_id, batch_size=hp["batch_size"])
     model = ref_model if init_path in (None, ref_path) else load_model(init_path)[0]
     model.train()
     trainer = make_trainer(
-        model, examples, training_arguments(out, hp, seed), tokenizer.pad_token_id, hp["beta"], settings
+        model, examples, training_arguments(work, hp, seed), tokenizer.pad_token_id, hp["beta"], settings
     )
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(work))
     trainer.save_model(str(out))  # every process: ZeRO-3 gathers the weight shards here
     metrics = {
         "pairs": {level: len(p) for level, p in pairs_by_level.items()},
@@ -242,6 +248,8 @@ def train_dpo(
         tokenizer.save_pretrained(str(out))
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     wait_for_everyone()
+    if scratch is None:
+        drop_scratch(work)
     return metrics
 
 
@@ -294,6 +302,7 @@ def train_hierarchical(
     from pathlib import Path
 
     from hpl.curriculum import bucket_counts, format_grid
+    from hpl.sft import drop_scratch, scratch_dir
 
     log = log or logging.getLogger(__name__)
     settings = level_settings(settings)
@@ -314,16 +323,29 @@ def train_hierarchical(
             if is_main_process():
                 if target.exists():
                     shutil.rmtree(target)
-                shutil.copytree(previous, target, ignore=shutil.ignore_patterns("checkpoints"))
+                shutil.copytree(previous, target)
                 (target / "train_metrics.json").write_text(
                     json.dumps({"skipped": True, "phase": phase}) + "\n"
                 )
             wait_for_everyone()
         else:
             log.info("phase %d: %s", phase, {level: len(p) for level, p in pairs.items()})
-            train_dpo(ref_path, pairs, str(target), hp, settings, seed=seed, init_path=str(previous))
+            # phase checkpoints beside the output folder, which Snakemake deletes if the job fails
+            scratch = str(scratch_dir(out) / f"phase{phase}")
+            train_dpo(
+                ref_path,
+                pairs,
+                str(target),
+                hp,
+                settings,
+                seed=seed,
+                init_path=str(previous),
+                scratch=scratch,
+            )
         summary[f"phase{phase}"] = json.loads((target / "train_metrics.json").read_text())
         previous = str(target)
     if is_main_process():
         (out / "train_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    wait_for_everyone()
+    drop_scratch(scratch_dir(out))
     return summary

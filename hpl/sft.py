@@ -47,12 +47,50 @@ def sft_examples(tokenizer, records: list[dict], max_length: int) -> list[dict[s
     return examples
 
 
-def training_arguments(out_dir: Path, hp: dict[str, Any], seed: int, **extra: Any):
-    """transformers TrainingArguments from the config's training block (keys as in config/schema)."""
+def scratch_dir(out_dir: str | Path) -> Path:
+    """Where the training run of `out_dir` keeps its Trainer checkpoints: beside the folder, not in it.
+
+    Snakemake deletes the output of a failed or cancelled job before running it again, so a checkpoint
+    inside it could never be resumed from; `<out>.checkpoints` survives, and is removed (`drop_scratch`)
+    once the model is saved.
+    """
+    out = Path(out_dir)
+    return out.with_name(out.name + ".checkpoints")
+
+
+def drop_scratch(folder: Path) -> None:
+    import shutil
+
+    if is_main_process():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def save_at_end():
+    """A Trainer callback that also checkpoints the last step, so a finished phase of a multi-phase job
+    resumes as finished (HPL) rather than from its last `save_steps` multiple."""
+    from transformers import TrainerCallback
+
+    class SaveAtEnd(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = True
+            return control
+
+    return SaveAtEnd()
+
+
+def training_callbacks() -> list:
+    """Callbacks of every training run here (a module-level hook, so tests can add a simulated kill)."""
+    return [save_at_end()]
+
+
+def training_arguments(scratch: Path, hp: dict[str, Any], seed: int, **extra: Any):
+    """transformers TrainingArguments from the config's training block (keys as in config/schema);
+    checkpoints go to `scratch` (see scratch_dir)."""
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(out_dir / "checkpoints"),
+        output_dir=str(scratch),
         per_device_train_batch_size=hp["batch_size"],
         gradient_accumulation_steps=hp.get("grad_accum", 1),
         learning_rate=float(hp["lr"]),
@@ -85,17 +123,22 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def last_checkpoint(out_dir: Path) -> str | None:
+def last_checkpoint(scratch: Path) -> str | None:
+    """The newest Trainer checkpoint a killed run left in `scratch` (None: start afresh)."""
+    import logging
+
     from transformers.trainer_utils import get_last_checkpoint
 
-    folder = out_dir / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    found = get_last_checkpoint(str(scratch)) if scratch.is_dir() else None
+    if found:
+        logging.getLogger(__name__).info("resuming from %s", found)
+    return found
 
 
 def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, Any], seed: int = 0) -> dict:
     """Fine-tune `model_path` on `records`; save the model to `out_dir`; return training metrics.
 
-    Resumes from the last checkpoint in `out_dir/checkpoints` when a previous run was killed.
+    Resumes from the last checkpoint in `<out_dir>.checkpoints` when a previous run was killed.
     """
     from transformers import Trainer
 
@@ -108,12 +151,13 @@ def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, 
         raise ValueError(f"no SFT example with agent tokens among {len(records)} trajectories")
     trainer = Trainer(
         model=model,
-        args=training_arguments(out, hp, seed),
+        args=training_arguments(scratch_dir(out), hp, seed),
         train_dataset=examples,
         data_collator=PadCollator(tokenizer.pad_token_id),
+        callbacks=training_callbacks(),
     )
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(scratch_dir(out)))
     seconds = time.time() - started
     # tokens actually trained: the epoch's tokens times the epochs done (max_steps may stop early)
     steps_per_epoch = -(-len(examples) // (hp["batch_size"] * hp.get("grad_accum", 1)))
@@ -133,4 +177,5 @@ def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, 
         tokenizer.save_pretrained(str(out))
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     wait_for_everyone()
+    drop_scratch(scratch_dir(out))
     return metrics

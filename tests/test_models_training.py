@@ -98,3 +98,48 @@ def test_sft_learns_and_policy_generates(tiny, tmp_path):
 def test_bad_checkpoint_error_names_path(tmp_path):
     with pytest.raises(ModelLoadError, match=str(tmp_path / "nope")):
         load_model(tmp_path / "nope")
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_sft_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(tiny, tmp_path, monkeypatch):
+    import hpl.sft as sft
+
+    hp = dict(
+        epochs=4,
+        lr=1e-3,
+        batch_size=4,
+        grad_accum=1,
+        warmup_ratio=0.1,
+        scheduler="cosine",
+        max_length=256,
+        save_steps=5,
+    )
+    records = _records(24)  # 6 steps per epoch, 24 in all
+    clean = tmp_path / "clean"
+    train_sft(str(tiny), records, str(clean), hp, seed=3)
+
+    def kill_at_step_13():
+        from transformers import TrainerCallback
+
+        class Kill(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == 13:
+                    raise _Killed
+
+        return [sft.save_at_end(), Kill()]
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(sft, "training_callbacks", kill_at_step_13)
+    with pytest.raises(_Killed):
+        sft.train_sft(str(tiny), records, str(out), hp, seed=3)
+    assert sorted(p.name for p in sft.scratch_dir(out).glob("checkpoint-*")) == ["checkpoint-10"]
+    monkeypatch.undo()
+    metrics = sft.train_sft(str(tiny), records, str(out), hp, seed=3)
+    assert metrics["steps"] == 24 and not sft.scratch_dir(out).exists()
+    resumed, _ = load_model(out)
+    reference, _ = load_model(clean)
+    for (name, a), (_, b) in zip(resumed.named_parameters(), reference.named_parameters()):
+        assert (a - b).abs().max() < 1e-5, name

@@ -39,19 +39,21 @@ RUN_LIMIT = 330  # seconds for the whole slice through SLURM (about 100 s here)
 CLUSTER_TIMEOUT = 240  # package installation plus start
 
 
-def _snakemake(workdir: Path, profile: Path | None, *args: str, limit: int, env=None):
-    """snakemake on the CI preset, killed (not asked) after `limit` seconds."""
+def _snakemake(
+    workdir: Path, profile: Path | None, *args: str, limit: int, env=None, preset: Path = CI_CONFIG
+):
+    """snakemake on the CI preset (or `preset`), killed (not asked) after `limit` seconds."""
     cmd = ["timeout", "-s", "KILL", str(limit), sys.executable, "-m", "snakemake"]
     cmd += ["--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
     if profile is not None:
         cmd += ["--profile", str(profile)]
-    cmd += [*args, "--configfile", str(CI_CONFIG)]
+    cmd += [*args, "--configfile", str(preset)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=limit + 30, env=env, cwd=PROJECT_ROOT)
 
 
-def _dry_run_jobs(workdir: Path, *targets: str) -> list[tuple[str, dict[str, str]]]:
+def _dry_run_jobs(workdir: Path, *targets: str, preset: Path = CI_CONFIG) -> list[tuple[str, dict[str, str]]]:
     """(rule, resources) of every job of a dry run through the shipped profile, no cluster needed."""
-    result = _snakemake(workdir, PROFILE.parent, "-n", *targets, limit=240)
+    result = _snakemake(workdir, PROFILE.parent, "-n", *targets, limit=240, preset=preset)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = []
     for line in (result.stdout + result.stderr).splitlines():
@@ -80,6 +82,29 @@ def test_profile_sends_every_gpu_job_to_the_gpu_partition(tmp_path):
     assert GPU_RULES <= gpu_rules
     for rule in gpu_rules:  # CPU cores per GPU job come from the profile, not the login node
         assert rule in shipped["set-threads"], rule
+
+
+def test_paper_preset_dry_run_lists_every_job_with_its_resources(tmp_path):
+    """The paper's run as a cluster user starts it: every job of table1 with its SLURM resources."""
+    preset = PROJECT_ROOT / "config" / "presets" / "paper.yaml"
+    paper = yaml.safe_load(preset.read_text())
+    jobs = _dry_run_jobs(tmp_path, "results/table1.csv", preset=preset)
+    shipped = yaml.safe_load(PROFILE.read_text())
+    gpu_partition = shipped["set-resources"]["sft"]["slurm_partition"]
+    per_rule: dict[str, int] = {}
+    for rule, res in jobs:
+        per_rule[rule] = per_rule.get(rule, 0) + 1
+        assert int(res["mem_mb"]) > 0 and int(res["runtime"]) > 0, (rule, res)
+        if rule in {"sft", "rft", "dpo", "hpl"}:  # multi-GPU training: accelerate + ZeRO-3
+            assert res["gpu"] == str(paper["training"]["sft"]["gpus"]), (rule, res)
+        if res.get("gpu"):
+            assert res["slurm_partition"] == gpu_partition, (rule, res)
+    shards = paper["generation"]["shards"]
+    runs = len(paper["models"]) * len(paper["seeds"]) * 8  # table1's 8 methods
+    splits = 2 + 1 + 1  # ALFWorld seen/unseen, WebShop test, InterCode-SQL test
+    assert per_rule["evaluate"] == runs * splits * shards and per_rule["gather_episodes"] >= runs * splits
+    assert per_rule["sft"] == len(paper["models"]) * len(paper["seeds"]) * 3
+    print({rule: per_rule[rule] for rule in sorted(per_rule)})
 
 
 # ---- on a real cluster -------------------------------------------------------------------------------------
@@ -209,3 +234,68 @@ def test_missing_partition_fails_at_sbatch_naming_the_rule(cluster, tmp_path):
     assert "Error in rule benchmark_data" in output, output[-4000:]
     assert "SLURM sbatch failed" in output and "invalid partition specified: no_such_partition" in output
     assert not (tmp_path / "work/resources/alfworld/manifest.json").exists()
+
+
+RESUME_HP = {  # long enough to be cancelled midway: ~2 steps per epoch on the CI expert data
+    "epochs": 60,
+    "lr": 1.0e-3,
+    "batch_size": 4,
+    "grad_accum": 1,
+    "warmup_ratio": 0.1,
+    "scheduler": "cosine",
+    "max_length": 1024,
+    "save_steps": 5,
+}
+
+
+def test_cancelled_training_job_resumes_from_its_checkpoint(cluster, slice_run, tmp_path):
+    """scancel an SFT job midway: the profile's retry resumes from the last checkpoint, which lives beside
+    the rule's output (Snakemake deletes a failed job's output), and ends where a clean run ends."""
+    workdir = slice_run[0]
+    override = tmp_path / "resume.yaml"
+    override.write_text(yaml.safe_dump({"training": {"sft": RESUME_HP}}))
+    target = "results/alfworld/tiny/train/sft/seed1"
+    scratch = workdir / f"{target}.checkpoints"
+    profile = _test_profile(tmp_path / "profile", cluster)
+    cmd = ["timeout", "-s", "KILL", str(RUN_LIMIT), sys.executable, "-m", "snakemake"]
+    cmd += ["--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--profile", str(profile), target, "--configfile", str(CI_CONFIG), str(override)]
+    run = subprocess.Popen(
+        cmd, env=cluster.env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + RUN_LIMIT
+        while not list(scratch.glob("checkpoint-*/trainer_state.json")):
+            assert run.poll() is None and time.monotonic() < deadline, "no checkpoint before the job ended"
+            time.sleep(0.2)
+        cancelled_at = max(
+            int(p.parent.name.split("-")[1]) for p in scratch.glob("checkpoint-*/trainer_state.json")
+        )
+        jobs = cluster.run("squeue", "-h", "-o", "%i").stdout.split()
+        assert jobs, "the training job is not in the queue"
+        cluster.run("scancel", *jobs)
+        output = run.communicate(timeout=RUN_LIMIT + 30)[0].decode(errors="replace")
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, output[-5000:]
+    states = [
+        job["State"] for job in cluster.sacct("JobID", "Comment", "State") if "rule_sft" in job["Comment"]
+    ]
+    assert any(s.startswith("CANCELLED") for s in states) and states[-1] == "COMPLETED", states
+    log = (workdir / "logs/alfworld/tiny/sft/seed1.log").read_text()
+    resumed = [int(m) for m in re.findall(r"resuming from .*checkpoint-(\d+)", log)]
+    assert resumed and resumed[0] >= cancelled_at - RESUME_HP["save_steps"], log[-3000:]
+    assert not scratch.exists()  # removed once the model is saved
+
+    # a clean, uninterrupted run of the same training ends at the same weights
+    from hpl.models import load_model
+    from hpl.sft import train_sft
+
+    clean = tmp_path / "clean"
+    records = read_jsonl(workdir / "results/alfworld/expert/train.jsonl")
+    train_sft(str(workdir / "results/alfworld/tiny/base"), records, str(clean), RESUME_HP, seed=1)
+    resumed_model, _ = load_model(workdir / target)
+    clean_model, _ = load_model(clean)
+    for (name, a), (_, b) in zip(resumed_model.named_parameters(), clean_model.named_parameters()):
+        assert (a - b).abs().max() < 1e-4, name
