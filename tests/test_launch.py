@@ -4,10 +4,10 @@
 import json
 
 import pytest
-from test_models_training import _records, tiny  # noqa: F401  (tiny: the fixture)
+from test_models_training import SPEC, _records
 
 from hpl.launch import LaunchError, accelerate_command, processes_for, train
-from hpl.models import load_model
+from hpl.models import build_tiny_model, load_model
 
 HP = dict(
     epochs=1,
@@ -20,6 +20,13 @@ HP = dict(
     save_steps=1000,
     beta=0.3,
 )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    build_tiny_model(_records(), path, SPEC)
+    return path
 
 
 @pytest.mark.parametrize(
