@@ -11,6 +11,10 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 validate(config, f"{workflow.basedir}/config/schema.yaml")
 
 
+# `snakemake --report report.html`: the tables and figures with the captions in report/
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/expert.smk"

@@ -5,10 +5,20 @@ rule tables:
     input:
         eval_files(),
     output:
-        table1="results/table1.csv",
-        table1_long="results/table1_long.csv",
-        table6="results/table6.csv",
-        table7="results/table7.csv",
+        table1=report(
+            "results/table1.csv", caption="../report/table1.rst", category="Tables"
+        ),
+        table1_long=report(
+            "results/table1_long.csv",
+            caption="../report/table1_long.csv.rst",
+            category="Tables",
+        ),
+        table6=report(
+            "results/table6.csv", caption="../report/table6.rst", category="Tables"
+        ),
+        table7=report(
+            "results/table7.csv", caption="../report/table7.rst", category="Tables"
+        ),
     log:
         "logs/tables.log",
     conda:
@@ -25,7 +35,9 @@ rule table2:
     input:
         eval_files(config["report"]["curriculum_ablation"]),
     output:
-        table="results/table2.csv",
+        table=report(
+            "results/table2.csv", caption="../report/table2.rst", category="Ablations"
+        ),
         long="results/table2_long.csv",
     log:
         "logs/table2.log",
@@ -43,8 +55,12 @@ use rule table2 as figure4 with:
     input:
         eval_files(phase_methods()),
     output:
-        png="results/figure4.png",
-        csv="results/figure4.csv",
+        png=report(
+            "results/figure4.png", caption="../report/figure4.rst", category="Figures"
+        ),
+        csv=report(
+            "results/figure4.csv", caption="../report/figure4.rst", category="Figures"
+        ),
     log:
         "logs/figure4.log",
     params:
@@ -57,8 +73,12 @@ use rule table2 as figure5 with:
     input:
         eval_files(config["report"]["loss_ablation"]),
     output:
-        png="results/figure5.png",
-        csv="results/figure5.csv",
+        png=report(
+            "results/figure5.png", caption="../report/figure5.rst", category="Figures"
+        ),
+        csv=report(
+            "results/figure5.csv", caption="../report/figure5.rst", category="Figures"
+        ),
     log:
         "logs/figure5.log",
     params:
@@ -71,7 +91,7 @@ rule table5:
     input:
         lambda wc: table5_files(),
     output:
-        "results/table5.csv",
+        report("results/table5.csv", caption="../report/table5.rst", category="Tables"),
     log:
         "logs/table5.log",
     conda:

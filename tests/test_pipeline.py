@@ -158,6 +158,18 @@ def test_report_targets(run):
     assert int(semantic["# LLM calls"]) == 3 and float(semantic["train_minutes"]) > 0
 
 
+def test_html_report_holds_every_table_and_figure_with_its_caption(run):
+    report = run / "report.html"
+    snakemake(run, "--report", str(report))
+    html = report.read_text()
+    for caption in sorted((PROJECT_ROOT / "report").glob("*.rst")):
+        first_words = " ".join(caption.read_text().split()[:4])
+        if caption.name != "workflow.rst":  # that one is a Jinja template, rendered with the config
+            assert first_words in html, f"{caption.name} missing from the report"
+    for name in ["table1.csv", "table2.csv", "table5.csv", "figure4.png", "figure5.png", "figure4.csv"]:
+        assert name in html
+
+
 def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_mirror):
     # a setting: the semantic segmenter's fallback
     override = {"segmenters": {"semantic": {"kind": "semantic", "fallback_k": 2}}}
