@@ -10,9 +10,11 @@ happens, so the file cannot hang CI (about 2 minutes here; docs/cluster.md).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -236,6 +238,33 @@ def test_missing_partition_fails_at_sbatch_naming_the_rule(cluster, tmp_path):
     assert not (tmp_path / "work/resources/alfworld/manifest.json").exists()
 
 
+def test_job_over_its_memory_is_retried_with_more_then_fails_naming_out_of_memory(cluster, tmp_path):
+    """The cluster kills a job over its --mem (OverMemoryKill); the profile's retry asks for twice the
+    memory, and the second kill ends the run, the error pointing at SLURM's log with the reason."""
+    profile = _test_profile(tmp_path / "profile", cluster)
+    settings = yaml.safe_load((profile / "config.yaml").read_text())
+    settings["default-resources"]["mem_mb"] = "40 * attempt"  # less than the job's own snakemake needs
+    (profile / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    target = "resources/alfworld/manifest.json"  # benchmark_data: a CPU rule on the default resources
+    result = _snakemake(tmp_path / "work", profile, target, "--verbose", limit=RUN_LIMIT, env=cluster.env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    calls = [line for line in output.splitlines() if "sbatch call: sbatch " in line]
+    assert len(calls) == 2 and "--mem 40 " in calls[0] and "--mem 80 " in calls[1], calls
+    assert "Error in rule benchmark_data" in output and "SLURM-job" in output, output[-4000:]
+    # the reason: SLURM's log of each attempt, which the error message points to. This cluster kills by
+    # polling (no cgroups in a container), so sacct says FAILED; a cgroup cluster says OUT_OF_MEMORY.
+    slurm_logs = sorted((tmp_path / "work/.snakemake/slurm_logs/rule_benchmark_data").glob("*/*.log"))
+    assert len(slurm_logs) == 2 and all("Exceeded job memory limit" in p.read_text() for p in slurm_logs)
+    assert str(slurm_logs[-1].name) in output
+    states = [
+        job["State"]
+        for job in cluster.sacct("JobID", "Comment", "State")
+        if "benchmark_data" in job["Comment"]
+    ]
+    assert states[-2:] == ["FAILED", "FAILED"], states
+
+
 RESUME_HP = {  # long enough to be cancelled midway: ~2 steps per epoch on the CI expert data
     "epochs": 60,
     "lr": 1.0e-3,
@@ -249,8 +278,8 @@ RESUME_HP = {  # long enough to be cancelled midway: ~2 steps per epoch on the C
 
 
 def test_cancelled_training_job_resumes_from_its_checkpoint(cluster, slice_run, tmp_path):
-    """scancel an SFT job midway: the profile's retry resumes from the last checkpoint, which lives beside
-    the rule's output (Snakemake deletes a failed job's output), and ends where a clean run ends."""
+    """scancel an SFT job midway, rerun the workflow: the job resumes from its last checkpoint, which lives
+    beside the rule's output (Snakemake deletes a failed job's output), and ends where a clean run ends."""
     workdir = slice_run[0]
     override = tmp_path / "resume.yaml"
     override.write_text(yaml.safe_dump({"training": {"sft": RESUME_HP}}))
@@ -260,38 +289,63 @@ def test_cancelled_training_job_resumes_from_its_checkpoint(cluster, slice_run, 
     cmd = ["timeout", "-s", "KILL", str(RUN_LIMIT), sys.executable, "-m", "snakemake"]
     cmd += ["--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
     cmd += ["--profile", str(profile), target, "--configfile", str(CI_CONFIG), str(override)]
-    run = subprocess.Popen(
-        cmd, env=cluster.env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    first_out = open(tmp_path / "first.out", "w")
+    first = subprocess.Popen(
+        cmd,
+        env=cluster.env,
+        cwd=PROJECT_ROOT,
+        stdout=first_out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + RUN_LIMIT
         while not list(scratch.glob("checkpoint-*/trainer_state.json")):
-            assert run.poll() is None and time.monotonic() < deadline, "no checkpoint before the job ended"
+            assert first.poll() is None and time.monotonic() < deadline, "no checkpoint before the job ended"
             time.sleep(0.2)
-        cancelled_at = max(
-            int(p.parent.name.split("-")[1]) for p in scratch.glob("checkpoint-*/trainer_state.json")
-        )
         jobs = cluster.run("squeue", "-h", "-o", "%i").stdout.split()
         assert jobs, "the training job is not in the queue"
         cluster.run("scancel", *jobs)
-        output = run.communicate(timeout=RUN_LIMIT + 30)[0].decode(errors="replace")
+        while cluster.run("squeue", "-h", "-o", "%i").stdout.split():
+            assert time.monotonic() < deadline, "the cancelled job stays in the queue"
+            time.sleep(0.5)
+        # snakemake-executor-plugin-slurm 2.8 does not notice a cancelled job (sacct says "CANCELLED by
+        # <uid>", the plugin matches "CANCELLED"): stop the workflow as a user would (Ctrl-C), rerun it
+        os.killpg(first.pid, signal.SIGINT)
+        first.wait(timeout=90)
     finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 0, output[-5000:]
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+        first_out.close()
+    unlock = [*cmd[4:], "--unlock"]  # a workflow stopped hard leaves its lock behind
+    subprocess.run(unlock, env=cluster.env, cwd=PROJECT_ROOT, capture_output=True, timeout=120, check=True)
+    cancelled_at = max(
+        int(p.parent.name.split("-")[1]) for p in scratch.glob("checkpoint-*/trainer_state.json")
+    )
+    assert not (workdir / target / "model.safetensors").exists()  # the job did not finish
+    rerun = subprocess.run(
+        cmd, env=cluster.env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RUN_LIMIT + 30
+    )
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     states = [
         job["State"] for job in cluster.sacct("JobID", "Comment", "State") if "rule_sft" in job["Comment"]
     ]
-    assert any(s.startswith("CANCELLED") for s in states) and states[-1] == "COMPLETED", states
+    assert states[-2].startswith("CANCELLED") and states[-1] == "COMPLETED", states
     log = (workdir / "logs/alfworld/tiny/sft/seed1.log").read_text()
     resumed = [int(m) for m in re.findall(r"resuming from .*checkpoint-(\d+)", log)]
-    assert resumed and resumed[0] >= cancelled_at - RESUME_HP["save_steps"], log[-3000:]
+    assert resumed == [cancelled_at], log[-3000:]
+    metrics = json.loads((workdir / target / "train_metrics.json").read_text())
+    assert metrics["steps"] == RESUME_HP["epochs"] * -(-metrics["examples"] // RESUME_HP["batch_size"])
     assert not scratch.exists()  # removed once the model is saved
 
     # a clean, uninterrupted run of the same training ends at the same weights
+    import torch
+
     from hpl.models import load_model
     from hpl.sft import train_sft
 
+    torch.set_num_threads(1)  # as the SLURM job did; two threads on two busy cores crawl
     clean = tmp_path / "clean"
     records = read_jsonl(workdir / "results/alfworld/expert/train.jsonl")
     train_sft(str(workdir / "results/alfworld/tiny/base"), records, str(clean), RESUME_HP, seed=1)
