@@ -127,7 +127,11 @@ def is_endpoint_method(method):
 
 def eval_code(wildcards):
     """Code version of an evaluation: the policy's modules (an endpoint's for zero-shot endpoint rows)."""
-    extra = ["endpoint.py", "llm.py", "llm_server.py"] if is_endpoint_method(wildcards.method) else []
+    extra = (
+        ["endpoint.py", "llm.py", "llm_server.py"]
+        if is_endpoint_method(wildcards.method)
+        else []
+    )
     return code_version(
         "benchmarks.py",
         "envs/base.py",
@@ -142,7 +146,8 @@ def eval_code(wildcards):
 
 def benches_with_expert_source(source=None, scripted=False):
     """Benchmarks whose expert data come from `source` ("teacher", "import"), or, with scripted=True,
-    from their engine's own expert (every other source; also benchmarks the config does not run)."""
+    from their engine's own expert (every other source; also benchmarks the config does not run).
+    """
     other = ("teacher", "import")
     chosen = []
     for bench in BENCHMARKS:
