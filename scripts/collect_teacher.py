@@ -50,3 +50,7 @@ card.update(
 write_json(smk.output.usage, {**usage, "model": card["teacher"]["model"], "purpose": "teacher expert data"})
 write_json(smk.output.card, card)
 log.info("kept %d teacher trajectories; LLM usage %s", len(kept), usage)
+if not kept:  # a legitimate measurement (a weak teacher), but SFT needs at least one trajectory
+    log.warning(
+        "the teacher solved no task at the threshold %s: SFT on this data will fail", card["keep_threshold"]
+    )

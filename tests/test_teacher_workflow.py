@@ -181,10 +181,18 @@ def test_teacher_expert_data_and_a_zero_shot_row(tmp_path):
     assert len(episodes) == 2 and all(1 <= e["turns"] <= 2 for e in episodes)
     assert not (tmp_path / "results/webshop/tiny/train").exists()  # nothing was trained
 
+    # (the target before --forcerun: both options take lists)
     result = snakemake(
-        tmp_path, "--cores", "1", "--forcerun", "expert_teacher", targets[1], overrides=overrides, timeout=900
+        tmp_path, targets[1], "--cores", "1", "--forcerun", "expert_teacher", overrides=overrides, timeout=900
     )
     assert result.returncode == 0, result.stderr[-5000:]
     again = read_json(tmp_path / "results/webshop/expert/usage.json")
     assert again["calls"] == 0 and again["cache_hits"] == usage["requests"]
+    evaluation = (
+        tmp_path / "results/benchmarks/webshop/tiny/eval/zeroshot-smollm2/seed0/test.tsv"
+    ).read_text()
+    expert = (tmp_path / "results/benchmarks/webshop/expert.tsv").read_text()
     print("\nteacher card:", json.dumps({k: card[k] for k in ("attempted", "kept", "success_rate", "llm")}))
+    print(
+        "zero-shot row:", rows[0], "\nexpert rerun benchmark:", expert, "\nevaluation benchmark:", evaluation
+    )
