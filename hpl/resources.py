@@ -22,6 +22,10 @@ pi_ref is the starting point of every method and is counted only in the SFT row,
 | ipr | explore/step_rollouts.tsv (step-level MC rollouts) | ipr/seed{s}.tsv |
 | hpl-<seg>[-...] | explore/trajectories.tsv + explore/step_rollouts.tsv + segments/<seg>.tsv + groups/<seg>.tsv | <method>/seed{s}.tsv |
 
+With `expert_source: teacher` the expert data cost LLM calls too: the SFT row (the start of every method,
+as above) then names the teacher model and counts its calls (results/{bench}/expert/usage.json) and the
+expert job's time (expert.tsv) as generation.
+
 HPL trains on trajectory-, step- and group-level pairs, so its generation time includes all three data
 sources; the paper's Table 5 lists for IPR and HPL only "the step-level part" / "the group-level part", so
 the component times are also returned (column `generation_parts`) for a like-for-like comparison. Only the
@@ -142,11 +146,13 @@ def table5_inputs(
     llm_model: str | None = None,
     root: str | Path = "results",
     shards: int = 1,
+    teacher_model: str | None = None,
 ) -> dict[str, dict]:
     """The `table5` mapping for the pipeline's file layout (module docstring), one training seed.
 
     `llm_model` names the external LLM of the semantic segmenter; it is required when a semantic method
-    is listed, since Table 5 names the model.
+    is listed, since Table 5 names the model. `teacher_model` names the teacher LLM when the expert data
+    came from one (its calls and time go to the SFT row).
     """
     root = Path(root)
     bench_dir = root / "benchmarks" / bench / model
@@ -156,7 +162,10 @@ def table5_inputs(
         training = [bench_dir / method / f"seed{seed}.tsv"]
         spec: dict = {"generation": [], "training": training, "llm_usage": [], "llm": None}
         if method == "sft":
-            pass
+            if teacher_model:
+                spec["generation"] = [root / "benchmarks" / bench / "expert.tsv"]
+                spec["llm"] = teacher_model
+                spec["llm_usage"] = [root / bench / "expert" / "usage.json"]
         elif method == "rft":
             spec["generation"] = [explore / "rft_samples.tsv"]
         elif method == "eto":

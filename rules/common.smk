@@ -7,8 +7,12 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the workflow's own hpl/, as in scripts/
 
 from hpl.benchmarks import BENCHMARKS, check_config
+from hpl.endpoint import model_label, result_settings
+from hpl.expert_import import check_import_config
 
 check_config(config)
+# an `expert_source: import` file that is not there is named before any job
+check_import_config(config)
 
 
 # generation.shards > 1: generation jobs run per shard and rules/shards.smk gathers them (hpl.sharding)
@@ -59,7 +63,21 @@ def base_model_path(wildcards, input):
 
 
 def checkpoint(bench, model, method, seed):
-    """The trained checkpoint a method's evaluation loads ("<hpl method>.phaseK": after phase K)."""
+    """The trained checkpoint a method's evaluation loads ("<hpl method>.phaseK": after phase K).
+
+    A zero-shot method loads no trained checkpoint: its `path` (any local Hugging Face folder or hub id),
+    its `endpoint` ({"endpoint": settings}, played through an OpenAI-compatible API), or else the row's
+    own base model untrained.
+    """
+    if ".phase" not in method and method_spec(method)["kind"] == "zeroshot":
+        spec = method_spec(method)
+        if "endpoint" in spec:
+            return {"endpoint": spec["endpoint"]}
+        if "path" in spec:
+            return spec["path"]
+        if model_spec(model)["kind"] == "tiny":
+            return f"results/{bench}/{model}/base"
+        return model_spec(model)["path"]
     if ".phase" in method:
         method, phase = method.split(".phase")
         return f"results/{bench}/{model}/train/{method}/seed{seed}/phase{phase}"
@@ -69,13 +87,27 @@ def checkpoint(bench, model, method, seed):
 
 
 def train_dir(wildcards):
-    """The training job's output folder behind an evaluation's checkpoint."""
+    """The training job's output folder behind an evaluation's checkpoint (a zero-shot method has
+    none: at most the tiny base model it evaluates untrained)."""
     method = wildcards.method.split(".phase")[0]
+    if method_spec(method)["kind"] == "zeroshot":
+        spec = method_spec(method)
+        return base_model(wildcards) if not ({"endpoint", "path"} & set(spec)) else []
     return f"results/{wildcards.bench}/{wildcards.model}/train/{method}/seed{wildcards.seed}"
 
 
 def eval_splits(bench):
     return BENCHMARKS[bench].eval_splits
+
+
+def is_zeroshot(method):
+    return method_spec(method.split(".phase")[0])["kind"] == "zeroshot"
+
+
+def method_seeds(method):
+    """Training seeds of a method; a zero-shot method is evaluated once (first seed): greedy decoding of
+    an untrained model, or a cached endpoint, gives the same episodes for every seed."""
+    return config["seeds"][:1] if is_zeroshot(method) else config["seeds"]
 
 
 def eval_files(methods=None):
@@ -84,9 +116,45 @@ def eval_files(methods=None):
         for bench in config["benchmarks"]
         for model in config["models"]
         for method in (methods or config["methods"])
-        for seed in config["seeds"]
+        for seed in method_seeds(method)
         for split in eval_splits(bench)
     ]
+
+
+def is_endpoint_method(method):
+    return is_zeroshot(method) and "endpoint" in method_spec(method.split(".phase")[0])
+
+
+def eval_code(wildcards):
+    """Code version of an evaluation: the policy's modules (an endpoint's for zero-shot endpoint rows)."""
+    extra = (
+        ["endpoint.py", "llm.py", "llm_server.py"]
+        if is_endpoint_method(wildcards.method)
+        else []
+    )
+    return code_version(
+        "benchmarks.py",
+        "envs/base.py",
+        *BENCHMARKS[wildcards.bench].code,
+        "episodes.py",
+        "policy.py",
+        "chat.py",
+        "react.py",
+        *extra,
+    )
+
+
+def benches_with_expert_source(source=None, scripted=False):
+    """Benchmarks whose expert data come from `source` ("teacher", "import"), or, with scripted=True,
+    from their engine's own expert (every other source; also benchmarks the config does not run).
+    """
+    other = ("teacher", "import")
+    chosen = []
+    for bench in BENCHMARKS:
+        current = (config.get(bench) or {}).get("expert_source")
+        if (scripted and current not in other) or (not scripted and current == source):
+            chosen.append(bench)
+    return chosen
 
 
 def segmenter_code(segmenter):
@@ -175,21 +243,23 @@ def table5_specs():
     from hpl.resources import table5_inputs
 
     bench, model = config["benchmarks"][0], config["models"][0]
-    uses_llm = any(
-        method_spec(m).get("segmenter") == "semantic" for m in config["methods"]
-    )
+    # Table 5 compares what training data cost; a zero-shot row trains on nothing
+    methods = [m for m in config["methods"] if not is_zeroshot(m)]
+    uses_llm = any(method_spec(m).get("segmenter") == "semantic" for m in methods)
     llm_model = (
         (config["llm"]["model"] or "SmolLM2-135M-Instruct (local)")
         if uses_llm
         else None
     )
+    teacher = config[bench]["expert_source"] == "teacher"
     specs = table5_inputs(
         bench,
         model,
-        config["methods"],
+        methods,
         seed=config["reference_seed"],
         llm_model=llm_model,
         shards=SHARDS,
+        teacher_model=model_label(config["teacher"]) if teacher else None,
     )
     return {
         m: {

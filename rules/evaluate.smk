@@ -1,4 +1,5 @@
-# Evaluation: greedy decoding, one jsonl row per episode, resumable.
+# Evaluation: greedy decoding, one jsonl row per episode, resumable. Trained methods load their checkpoint;
+# a zero-shot method (kind: zeroshot) a model path, its row's untrained base model, or an endpoint.
 
 
 rule evaluate:
@@ -25,6 +26,6 @@ rule evaluate:
         settings=lambda wc: config[wc.bench],
         generation=config["generation"],
         shard=shard_of,
-        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+        code=eval_code,
     script:
         "../scripts/evaluate.py"

@@ -1,13 +1,14 @@
-"""Rule evaluate: greedy episodes of one checkpoint on one split, one row per episode (resumable)."""
+"""Rule evaluate: greedy episodes of one checkpoint (or a zero-shot model / endpoint) on one split,
+one row per episode (resumable)."""
 
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's own hpl/
 
 from hpl.benchmarks import BENCHMARKS, env_factory
+from hpl.endpoint import eval_policy
 from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json
-from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
 from hpl.sharding import shard
 from hpl.tables import episode_metrics
@@ -30,16 +31,16 @@ out = ResumableJsonl(smk.output[0])
 todo = [t for t in tasks if not out.done(t)]
 log.info("%s/%s: %d episodes, %d already done", bench.name, split, len(tasks), len(tasks) - len(todo))
 if todo:
-    policy = policy_from_config(smk.params.checkpoint, gen)
-    play(
-        make_env,
-        policy,
-        todo,
-        parallel=gen["parallel_episodes"],
-        temperature=0.0,
-        max_turns=settings["max_turns"],
-        on_finish=lambda ep: out.add(ep.record()),
-        progress=split,
-    )
+    with eval_policy(smk.params.checkpoint, gen, server_log=smk.log[0] + ".server") as policy:
+        play(
+            make_env,
+            policy,
+            todo,
+            parallel=gen["parallel_episodes"],
+            temperature=0.0,
+            max_turns=settings["max_turns"],
+            on_finish=lambda ep: out.add(ep.record()),
+            progress=split,
+        )
 episodes = out.finish(order=tasks)
 log.info("%s/%s: %s", bench.name, split, episode_metrics(episodes))
