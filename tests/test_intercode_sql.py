@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -464,3 +465,15 @@ def test_expert_trajectories(env):
     assert len(gpt4_only) == gpt4_card["gpt4_kept"]
     assert abs(gpt4_card["gpt4_kept"] - card["gpt4_kept"]) <= 3  # tie-breaking GPT-4 queries (see expert.py)
     assert {r["source"] for r in gpt4_only} == {"gpt4"}
+
+
+@needs_server
+def test_a_failed_gold_query_does_not_break_the_later_ones(env, world_task):
+    # the administrator session dies under the client (a dropped socket, as under heavy load) while
+    # pymysql still calls it open: that gold query fails, the next one reconnects and succeeds
+    task = env.task(world_task)
+    expected = env.sandbox.gold_rows(task.db, task.gold)
+    env.sandbox._admin()._sock.shutdown(socket.SHUT_RDWR)
+    with pytest.raises(pymysql.MySQLError):
+        env.sandbox.gold_rows(task.db, task.gold)
+    assert env.sandbox.gold_rows(task.db, task.gold) == expected

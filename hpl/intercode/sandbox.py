@@ -222,10 +222,25 @@ class Sandbox:
     def gold_rows(self, db: str, query: str) -> list[tuple]:
         """The gold query's rows, on the administrator connection (raises pymysql.MySQLError)."""
         connection = self._admin()
-        with connection.cursor() as cursor:
-            cursor.execute(f"USE {_quote_identifier(db)}")
-            cursor.execute(query)
-            return list(cursor.fetchall()) if cursor.description is not None else []
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"USE {_quote_identifier(db)}")
+                cursor.execute(query)
+                return list(cursor.fetchall()) if cursor.description is not None else []
+        except pymysql.MySQLError:
+            # a failed query can leave the shared administrator session half-read, out of sync or timed
+            # out while `.open` still says True: replace it, so one failure (a slow gold query on a loaded
+            # machine) cannot turn every later gold query of the job into an error
+            self._drop_admin()
+            raise
+
+    def _drop_admin(self) -> None:
+        connection, self._admin_connection = self._admin_connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # a dead socket or an unread result: close the socket itself
+                connection._force_close()
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def row_counts(self) -> dict[str, int]:
