@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,14 +49,10 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def accelerate_command(task: str, args_file: str, processes: int) -> list[str]:
     """The `accelerate launch` command line that runs `task` in `processes` processes."""
+    from hpl.llm_server import free_port
+
     if task not in TASKS:
         raise LaunchError(f"unknown training task {task!r} (known: {', '.join(TASKS)})")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
