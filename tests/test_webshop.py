@@ -7,6 +7,7 @@ import pytest
 from hpl.envs import make_env
 from hpl.envs.base import BenchmarkError
 from hpl.envs.webshop import WebShopEnv
+from hpl.episodes import advance, start_episode
 from hpl.trajectory import validate_trajectory
 from hpl.webshop import CatalogueMissing, build_goals, load_catalogue, score_purchase
 from hpl.webshop.catalogue import parse_options, parse_pricing
@@ -316,6 +317,37 @@ def test_purchase_ends_episode(env):
     assert result.done and result.reward == 1.0 and result.info["purchase"]["asin"] == env.goal.asin
     after = env.step("click[Back to Search]")
     assert after.done and after.info["invalid"] and after.reward == 1.0
+
+
+def test_turns_and_turn_limit_as_eto_ipr_handle_them(env):
+    # ETO/IPR's WebShopEnv (eval_agent/envs/webshop_env.py): the first observation is the page itself, later
+    # ones f"Observation:\n{observation}"; a reply without "Action: " is answered "Observation: Invalid
+    # format. The input must contains 'Action: '" and counts as a step; at max_steps the reward is 0 unless
+    # that very step bought (their `if done:` comes after the max_steps branch and restores the reward).
+    episode = start_episode(env, "ws-3")
+    assert episode.conversations[2]["value"].startswith("WebShop [SEP] Instruction: [SEP] ")
+    advance(env, episode, "Let me think.", max_turns=10)
+    assert (
+        episode.conversations[-1]["value"]
+        == "Observation: Invalid format. The input must contains 'Action: '"
+    )
+    assert episode.turns == 1 and episode.invalid_actions == 1 and not episode.done
+    advance(env, episode, "Thought: look.\nAction: search[shirt]", max_turns=10)
+    assert episode.conversations[-1]["value"].startswith("Observation:\nInstruction: [SEP] ")
+    while not episode.done:
+        advance(env, episode, "Thought: again.\nAction: click[Next >]", max_turns=10)
+    assert episode.turns == 10 and episode.reward == 0.0
+    env.reset("ws-3")
+    turns = plan(env)
+    episode = start_episode(env, "ws-3")
+    for _ in range(10 - len(turns)):
+        advance(env, episode, "hmm", max_turns=10)
+    for thought, action in turns:
+        advance(env, episode, f"Thought: {thought}\nAction: {action}", max_turns=10)
+    assert episode.turns == 10 and episode.done and episode.reward == env.last_purchase["reward"] > 0.8
+    # the oracle's expert data carry the same observation text
+    record = run_oracle(env, "ws-3")
+    assert all(t["value"].startswith("Observation:\n") for t in record["conversations"][4::2])
 
 
 # --- snapshots ----------------------------------------------------------------------------------------
