@@ -3,8 +3,9 @@
 `play` keeps up to `parallel` episodes alive, asks the policy for the next reply of all of them at once,
 steps each environment with the parsed action, and hands every finished episode to `on_finish` (so the
 caller can write it to a resumable log at once). A reply with no parsable action is an invalid step: the
-environment gets an empty action (each benchmark answers that with its own "invalid" observation), the
-step is counted, and the episode goes on. An episode ends when the environment says done or after the
+environment gets an empty action (each benchmark answers that with its own "invalid" observation, or the
+human turn is the environment's `no_action_turn`, the anchors' own message), the step is counted, and the
+episode goes on. An episode ends when the environment says done or after the
 benchmark's turn limit; at the limit, an environment that scores unsubmitted work (`final_reward`) is
 asked for it.
 """
@@ -69,7 +70,10 @@ def advance(env: Environment, episode: Episode, reply: str, max_turns: int) -> N
     episode.actions.append(action)
     episode.invalid_actions += int(invalid)
     episode.conversations.append({"from": "gpt", "value": reply})
-    episode.conversations.append({"from": "human", "value": react.format_observation(result.observation)})
+    human = react.format_observation(result.observation, env.observation_prefix)
+    if action is None and env.no_action_turn is not None:
+        human = env.no_action_turn  # the anchors' own message; the empty action above still counts the turn
+    episode.conversations.append({"from": "human", "value": human})
     episode.reward = float(result.reward)
     if result.done:
         episode.done = True

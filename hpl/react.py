@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 
+#: what ETO/IPR put before an observation in the human turn (WebShop puts a newline instead of the space)
+OBSERVATION_PREFIX = "Observation: "
+
 _ACTION = re.compile(r"Action:[ \t]*(.*)")
 _THOUGHT = re.compile(r"Thought:[ \t]*(.*?)(?:\n\s*Action:|\Z)", re.S)
 
@@ -39,6 +42,6 @@ def format_turn(thought: str, action: str) -> str:
     return f"Thought: {thought}\nAction: {action}"
 
 
-def format_observation(observation: str) -> str:
-    """The human turn that answers an action."""
-    return f"Observation: {observation}"
+def format_observation(observation: str, prefix: str = OBSERVATION_PREFIX) -> str:
+    """The human turn that answers an action (`prefix`: the environment's `observation_prefix`)."""
+    return f"{prefix}{observation}"

@@ -102,13 +102,16 @@ def build_trajectory(
     first_observation: str,
     steps: Iterable[tuple[str, str]],
     reward: float,
+    observation_prefix: str = react.OBSERVATION_PREFIX,
     **meta: Any,
 ) -> dict[str, Any]:
-    """A trajectory record from (agent reply, observation) steps."""
+    """A trajectory record from (agent reply, observation) steps (`observation_prefix`: the env's)."""
     conversations = new_conversation(instruction, first_observation)
     for reply, observation in steps:
         conversations.append({"from": "gpt", "value": reply})
-        conversations.append({"from": "human", "value": react.format_observation(observation)})
+        conversations.append(
+            {"from": "human", "value": react.format_observation(observation, observation_prefix)}
+        )
     # a finished episode ends on the agent's turn: the last observation carries no training signal
     if len(conversations) > 3 and conversations[-1]["from"] == "human":
         conversations.pop()

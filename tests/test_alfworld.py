@@ -1,6 +1,6 @@
 """ALFWorld on the real engine and the real mirror data (validation tarball only, extracted once per session).
 
-Pins: data preparation, task ids and types, the environment protocol (ETO-style observations, invalid
+Pins: data preparation, task ids and types, the environment protocol (ETO/IPR-style observations, invalid
 actions, aliases), both expert sources on every task type, and the fast path (translation cache, memoized
 command text, registry restore) against the unmodified textworld engine step by step.
 """
@@ -26,6 +26,7 @@ from hpl.alfworld.data import prepare_alfworld_data, task_type  # noqa: E402
 from hpl.alfworld.expert import SOURCES, collect_expert, play  # noqa: E402
 from hpl.envs.alfworld import AlfworldEnv, first_observation, to_engine_command  # noqa: E402
 from hpl.envs.base import BenchmarkError, Environment, ReplaySnapshot, make_env  # noqa: E402
+from hpl.episodes import advance, start_episode  # noqa: E402
 from hpl.io import ResumableJsonl  # noqa: E402
 from hpl.react import parse_action  # noqa: E402
 from hpl.trajectory import actions_of, validate_trajectory  # noqa: E402
@@ -173,6 +174,29 @@ def test_invalid_action_gets_the_engine_answer(env):
         assert result.info["invalid"] is True and result.info["won"] is False
         assert result.reward == 0.0 and not result.done
         assert env.admissible_actions() == before
+
+
+def test_texts_as_eto_ipr_print_them(env):
+    # ETO/IPR's AlfWorldEnv (eval_agent/envs/alfworld_env.py) shows process_ob(feedback): a feedback opening
+    # with "You arrive at loc N. " is cut up to the first ". ", so their agents read "On the sofa 1, you see
+    # ..." (their ICL example: "Observation: On the toiletpaperhanger 1, you see nothing."). alfworld 0.4.2
+    # opens with "You arrive at sofa 1. ": the same cut.
+    env.reset(GAMES["Pick"])
+    result = env.step("go to sofa 1")
+    assert env.raw_state["feedback"] == "You arrive at sofa 1. " + result.observation
+    assert result.observation.startswith("On the sofa 1, you see ")
+    closed = next(a for a in env.admissible_actions() if a.startswith("go to drawer"))
+    result = env.step(closed)
+    assert re.fullmatch(r"The drawer \d+ is closed\.", result.observation)
+    # Their answer to a reply without "Action:" is their own text, and the turn counts.
+    episode = start_episode(env, GAMES["Pick"])
+    advance(env, episode, "I will look around first.", max_turns=30)
+    assert (
+        episode.conversations[-1]["value"] == "Observation: Error Input. Your input must contains 'Action: '"
+    )
+    assert episode.turns == 1 and episode.invalid_actions == 1 and env.actions == [""]
+    advance(env, episode, "Thought: go.\nAction: go to sofa 1", max_turns=30)
+    assert episode.conversations[-1]["value"].startswith("Observation: On the sofa 1, you see ")
 
 
 def test_eto_put_wording_maps_to_engine_move(env):

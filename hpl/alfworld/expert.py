@@ -262,6 +262,7 @@ def to_trajectory(env: Any, episode: Episode, source: str) -> dict[str, Any]:
         episode.first_observation,
         steps,
         1.0 if episode.won else 0.0,
+        observation_prefix=env.observation_prefix,
         task_type=kind,
         split=episode.meta.get("split"),
         source=source,

@@ -8,7 +8,8 @@
   only, sorted. Splits: "train" (3553), "seen" = valid_seen (140), "unseen" = valid_unseen (134),
   "valid_train" (200).
 - Observations: the engine's text. The first one drops the "-= Welcome to TextWorld, ALFRED! =-" banner
-  and joins the room description and the task with one newline, as ETO/IPR (after ReAct) do.
+  and joins the room description and the task with one newline, as ETO/IPR (after ReAct) do; later ones
+  drop the "You arrive at desk 1. " that opens a "go to" answer, as their `process_ob` does.
 - Actions: the engine's commands. The engine (alfworld 0.4.2) says "move X to Y" where ETO/IPR's data and
   prompt say "put X in/on Y" (older alfworld grammar); both are accepted ("put X in Y", "put X on Y" and
   "put X in/on Y" all map to "move X to Y"), and "toggle X [Y]" maps to "use X", so released ETO/IPR
@@ -76,6 +77,7 @@ NOTHING_HAPPENS = "Nothing happens."
 
 _PUT = re.compile(r"^put (?P<obj>.+?) (?:in/on|in|on|into|onto) (?P<recep>.+)$")
 _MOVE = re.compile(r"^move (?P<obj>.+?) to (?P<recep>.+)$")
+_ARRIVAL = re.compile(r"You arrive at [^.\n]+\. (?=\S)")
 _TOGGLE = re.compile(r"^toggle (?P<obj>\S+ \d+)(?: .*)?$")
 
 
@@ -112,6 +114,16 @@ def first_observation(feedback: str) -> str:
     return "\n".join(part for part in feedback.split("\n\n") if part.strip() and part.strip() != BANNER)
 
 
+def step_observation(feedback: str) -> str:
+    """The engine's answer as ETO/IPR show it: without the "You arrive at ... . " that opens a "go to" answer.
+
+    Their `process_ob` cuts "You arrive at loc N. " (the older engine's wording) up to the first ". ", so their
+    agents (and released data) see "On the desk 1, you see ..."; alfworld 0.4.2 says "You arrive at desk 1. ".
+    """
+    match = _ARRIVAL.match(feedback)
+    return feedback[match.end() :] if match else feedback
+
+
 @dataclass(frozen=True)
 class AlfworldSnapshot(ReplaySnapshot):
     """A replay snapshot that also carries the engine state for a restore without replay."""
@@ -134,6 +146,8 @@ class AlfworldEnv(Environment):
 
     max_turns = 30
     fast_restore = True
+    # ETO/IPR's AlfWorldEnv answer to a reply without "Action:" (the engine would say "Nothing happens.")
+    no_action_turn = "Observation: Error Input. Your input must contains 'Action: '"
 
     def __init__(
         self,
@@ -226,7 +240,7 @@ class AlfworldEnv(Environment):
             "turn": self._turns,
         }
         done = won or self._turns >= self.max_turns
-        return StepResult(state["feedback"], 1.0 if won else 0.0, done, info)
+        return StepResult(step_observation(state["feedback"]), 1.0 if won else 0.0, done, info)
 
     def admissible_actions(self) -> list[str] | None:
         return None if self._state is None else list(self._state["admissible_commands"])

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from hpl import react
+
 
 @dataclass
 class StepResult:
@@ -57,6 +59,11 @@ class Environment(abc.ABC):
     max_turns: ClassVar[int] = 30
     #: True when `restore` does not replay from a reset
     fast_restore: ClassVar[bool] = False
+    #: what precedes each observation in the human turn (ETO/IPR: "Observation: ", WebShop "Observation:\n")
+    observation_prefix: ClassVar[str] = react.OBSERVATION_PREFIX
+    #: the human turn that answers a reply without an action, where the anchors print their own (else the
+    #: prefixed observation of the empty action the runner sends)
+    no_action_turn: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self._task_id: str | None = None

@@ -57,6 +57,9 @@ class WebShopEnv(Environment):
 
     max_turns = 10
     fast_restore = True
+    # as ETO/IPR's WebShopEnv prints them: "Observation:\n<page>", and its answer to a reply without "Action: "
+    observation_prefix = "Observation:\n"
+    no_action_turn = "Observation: Invalid format. The input must contains 'Action: '"
 
     def __init__(
         self,

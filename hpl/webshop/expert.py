@@ -108,6 +108,7 @@ def run_oracle(env: WebShopEnv, task_id: str) -> dict[str, Any]:
         first_observation,
         steps,
         reward,
+        observation_prefix=env.observation_prefix,
         task_type="webshop",
         target_asin=meta["target_asin"],
         bought_asin=env.last_purchase["asin"] if env.last_purchase else None,

@@ -3,30 +3,39 @@
     reward = r_type * (matched attributes + matched options + [price <= bound])
                     / (goal attributes + goal options + 1)
 
+This follows the released WebShop (princeton-nlp/WebShop master, `engine/goal.py`), the code that the text
+environment of WebShop, ETO and IPR runs:
+
 - Attributes: a goal attribute matches when some annotated product attribute has a fuzzy token-set
   similarity > 85 with it, or when it appears verbatim in the title, the bullet points or the description.
-- Options: each *selected* option matches when (after colour normalisation: a value containing a base
-  colour name becomes that colour) its value is among the goal's values -- exactly for "size", by fuzzy
-  token-set similarity > 85 otherwise -- or when the value appears verbatim in the title, bullet points or
-  description. This is the released code's rule; it is lenient on purpose (a colour named in the
-  description counts), and we keep it so that our rewards can be compared with the original's.
+- Options (`get_option_reward(list(options.values()), goal['goal_options'].items())`): each *goal* option
+  counts as hit when some bought option value scores > 85 against it. Both sides go through
+  `normalize_color`, whose `colour in x` is a substring test on the bought value (a string) but a
+  membership test on the goal option, a `(name, value)` pair: so a bought "l.brown2060" becomes "brown",
+  while the goal pair stays a pair (unless its value is exactly a base colour) and is compared as the text
+  of the pair, "('color', 'l.brown2060')". Buying the target with the goal's options therefore does not
+  always score 1.0, and a bought "large" hits a goal "x-large" (its tokens are a subset of the pair's).
+  No exact rule for sizes and no look-up in the product text: those belong to WebShop's unmerged "finer
+  matching for options" change, which the released environments do not run.
 - Type: 1.0 when the bought product shares the goal's search query, or >= 2 levels of its category path,
   or more than 20% of the goal title's nouns; 0.5 when none of these hold; 0.1 when less than 10% of the
   nouns match; 0.0 when none does.
 
-Fuzzy similarity reproduces thefuzz's `token_set_ratio` (what the original calls): both strings are cut to
-ASCII, lowercased, non-alphanumerics become spaces, and the rapidfuzz score is rounded to an integer.
+Fuzzy similarity reproduces thefuzz's `token_set_ratio` (what the original calls): both arguments are
+turned into text with `str` (a pair becomes its repr), cut to ASCII, lowercased, non-alphanumerics become
+spaces, and the rapidfuzz score is rounded to an integer.
 
 Deviation: the original finds nouns with spaCy's `en_core_web_lg` tagger, which cannot be installed
 offline. We take a title's "nouns" to be its alphabetic words of two or more letters that are not English
 function words. It over-counts adjectives, so title overlaps of *different* products can differ slightly
-from the original; a purchase of the target product scores as in the original.
+from the original; a purchase of the target product scores as in the original. docs/webshop.md gives the
+measured size of each deviation.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -36,7 +45,6 @@ from hpl.webshop.catalogue import Catalogue, Product, load_catalogue
 from hpl.webshop.goals import Goal
 
 FUZZY_THRESHOLD = 85
-EXACT_MATCH_OPTIONS = ("size",)
 
 #: WebShop's base colours (engine/normalize.py), in its order: the first one found in a value wins
 COLOR_SET = (
@@ -68,8 +76,11 @@ def fuzzy_score(a: Any, b: Any) -> int:
     return int(round(fuzz.token_set_ratio(a, b)))
 
 
-def normalize_color(value: str) -> str:
-    """The first base colour contained in `value`, else `value` itself."""
+def normalize_color(value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+    """The first base colour `in` `value`, else `value` itself.
+
+    As the original, on a string this is a substring test; on a (name, value) pair a membership test.
+    """
     for color in COLOR_SET:
         if color in value:
             return color
@@ -118,19 +129,21 @@ def attribute_matches(product: Product, goal: Goal) -> int:
     return count
 
 
-def option_matches(product: Product, goal: Goal, selected_options: Mapping[str, str]) -> int:
-    """How many selected options match the goal's option values (WebShop's rule, see module docstring)."""
-    wanted = [normalize_color(v) for v in goal.goal_options.values()]
-    count = 0
-    for name, value in selected_options.items():
-        value = normalize_color(value)
-        if name.lower() in EXACT_MATCH_OPTIONS:
-            matched = value in wanted
-        else:
-            matched = any(fuzzy_score(w, value) > FUZZY_THRESHOLD for w in wanted)
-        if matched or _in_text(value, product):
-            count += 1
-    return count
+def option_reward(bought_values: Sequence[str], goal_options: Sequence[Any]) -> tuple[float | None, int]:
+    """The released `get_option_reward`: (share of goal options hit, number hit); None without goal options.
+
+    `goal_options` are what `get_reward` passes: (name, value) pairs for a goal whose options are a dict
+    (synthetic goals), plain values otherwise. One bought value may hit several goal options.
+    """
+    bought = [normalize_color(value) for value in bought_values]
+    wanted = [normalize_color(option) for option in goal_options]
+    hits = sum(any(fuzzy_score(b, w) > FUZZY_THRESHOLD for b in bought) for w in wanted)
+    return (hits / len(wanted) if wanted else None), hits
+
+
+def option_matches(goal: Goal, selected_options: Mapping[str, str]) -> int:
+    """How many of the goal's options the selected options hit (see the module docstring)."""
+    return option_reward(list(selected_options.values()), list(goal.goal_options.items()))[1]
 
 
 def score_purchase(
@@ -156,7 +169,7 @@ def score_purchase(
     n_attributes = len(goal.attributes)
     n_options = len(goal.goal_options)
     attributes = attribute_matches(product, goal)
-    options = option_matches(product, goal, selected_options)
+    options = option_matches(goal, selected_options)
     price_ok = price <= goal.price_upper
     kind = type_match(product, goal)
     reward = kind["r_type"] * (attributes + options + int(price_ok)) / (n_attributes + n_options + 1)
