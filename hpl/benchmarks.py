@@ -28,6 +28,8 @@ class Benchmark:
     # (data_dir, task_ids, settings, on_record, skip) -> data card; records go to on_record as they finish
     expert: Callable[..., dict]
     env_extras: Callable[[Path], dict] = lambda data_dir: {}
+    # environment options read from the benchmark's config section (InterCode-SQL: reward, split, ...)
+    env_options: Callable[[dict], dict] = lambda settings: {}
     # job-scoped resources every environment of a job shares (InterCode-SQL: one database server)
     session: Callable[[Path, dict], AbstractContextManager[dict]] = lambda data_dir, settings: (
         contextlib.nullcontext({})
@@ -39,7 +41,7 @@ class Benchmark:
 
     def env(self, data_dir: str | os.PathLike, settings: dict[str, Any], **shared: Any) -> Environment:
         """An environment; `shared` holds what the job's `session` yielded (e.g. the SQL server)."""
-        extras = self.env_extras(Path(data_dir))
+        extras = {**self.env_extras(Path(data_dir)), **self.env_options(settings)}
         return make_env(
             self.name, data_dir=str(data_dir), max_turns=settings["max_turns"], **extras, **shared
         )
@@ -157,12 +159,28 @@ def _intercode_session(data_dir: Path, settings: dict):
             shutil.rmtree(server_settings["folder"], ignore_errors=True)
 
 
+def _intercode_options(settings: dict) -> dict:
+    """The environment's reward, split and turn-limit rule from config `intercode_sql` (defaults: the
+    released InterCode reward, the database-disjoint split, IPR's 0 at the turn limit)."""
+    return {
+        "reward": settings.get("reward", "intercode"),
+        "split": settings.get("split", "database"),
+        "truncation_reward": settings.get("truncation_reward", "zero"),
+    }
+
+
 def _intercode_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
     from hpl.intercode.expert import expert_trajectories
 
     wanted, data_dir = set(task_ids), Path(data_dir)
     with _intercode_session(data_dir, settings) as shared:
-        env = make_env("intercode_sql", data_dir=str(data_dir), max_turns=settings["max_turns"], **shared)
+        env = make_env(
+            "intercode_sql",
+            data_dir=str(data_dir),
+            max_turns=settings["max_turns"],
+            **_intercode_options(settings),
+            **shared,
+        )
         try:
             records, card = expert_trajectories(env, source=settings["expert_source"])
         finally:
@@ -198,6 +216,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         prepare=_prepare_intercode,
         expert=_intercode_expert,
         session=_intercode_session,
+        env_options=_intercode_options,
         code=("envs/intercode_sql.py", "intercode/*.py"),
     ),
 }

@@ -228,11 +228,12 @@ def _webshop_index(data_dir: Path, split: str) -> TaskIndex:
     )
 
 
-def _intercode_index(data_dir: Path, split: str) -> TaskIndex:
-    from hpl.intercode.tasks import load_tasks, split_tasks
+def _intercode_index(data_dir: Path, split: str, settings: dict | None = None) -> TaskIndex:
+    from hpl.intercode.tasks import load_tasks, make_split
 
     tasks = {t.task_id: t for t in load_tasks(data_dir)}
-    parts = split_tasks(list(tasks.values()))  # the environment's defaults (200 test tasks, seed 0)
+    kind = (settings or {}).get("split", "database")  # config intercode_sql.split
+    parts = make_split(list(tasks.values()), kind)  # the environment's defaults (200 test tasks, seed 0)
     ids = parts.ids(split)
     known = set(ids)
 
@@ -262,11 +263,17 @@ def _intercode_index(data_dir: Path, split: str) -> TaskIndex:
 INDEXES = {"alfworld": _alfworld_index, "webshop": _webshop_index, "intercode_sql": _intercode_index}
 
 
-def task_index(bench: str, data_dir: str | os.PathLike, split: str = "train") -> TaskIndex:
+def task_index(
+    bench: str, data_dir: str | os.PathLike, split: str = "train", settings: dict | None = None
+) -> TaskIndex:
+    """The task index of a benchmark split; `settings` (the benchmark's config section) picks
+    InterCode-SQL's split kind."""
     try:
         build = INDEXES[bench]
     except KeyError:
         raise ValueError(f"no expert import for benchmark {bench!r} (known: {', '.join(INDEXES)})") from None
+    if bench == "intercode_sql":
+        return build(Path(data_dir), split, settings)
     return build(Path(data_dir), split)
 
 

@@ -15,7 +15,7 @@ bench = BENCHMARKS[smk.wildcards.bench]
 settings = smk.params.settings
 data_dir = read_json(smk.input.manifest)["data_dir"]
 
-index = task_index(bench.name, data_dir, bench.train_split)
+index = task_index(bench.name, data_dir, bench.train_split, settings)
 records, card = import_experts(
     bench.name,
     smk.input.source,

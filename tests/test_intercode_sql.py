@@ -5,6 +5,7 @@ Needs the Debian package mariadb-server (mariadbd, mariadb-install-db) and the d
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -18,14 +19,28 @@ import pymysql
 import pytest
 
 from hpl import react
-from hpl.envs.base import make_env
-from hpl.intercode.actions import format_sql_action, normalize_reply, parse_sql_action
+from hpl.benchmarks import BENCHMARKS
+from hpl.envs.base import BenchmarkError, make_env
+from hpl.intercode.actions import NOT_UNDERSTOOD, format_sql_action, normalize_reply, parse_sql_action
 from hpl.intercode.expert import expert_trajectories
-from hpl.intercode.reward import iou, kendall_tau_b, score
+from hpl.intercode.gold_check import (
+    UnsupportedQuery,
+    rejected_by_full_group_by,
+    rewrite_bare_columns,
+    undetermined,
+)
+from hpl.intercode.reward import _round2, iou, kendall_tau_b, score
 from hpl.intercode.sandbox import READ_ONLY_PASSWORD, account_name
 from hpl.intercode.server import DumpError, PrivateServer, ServerError, find_program
 from hpl.intercode.statements import read_only_violation, split_statements
-from hpl.intercode.tasks import AMBIGUOUS_GOLD, INVALID_GOLD, load_tasks, split_tasks
+from hpl.intercode.tasks import (
+    AMBIGUOUS_GOLD,
+    INVALID_GOLD,
+    UNDETERMINED_GOLD,
+    load_tasks,
+    make_split,
+    split_tasks,
+)
 from hpl.trajectory import validate_trajectory
 
 STATEMENT_TIME_S = 1.0  # short, so that the runaway-query cases finish fast
@@ -84,13 +99,48 @@ def test_iou_hand_cases():
     assert iou([("1",)], [(1,)]) == 0.0  # rows compare as printed: '1' is not 1
 
 
-def test_order_scaling_is_optional():
+# Expected values below are worked out by hand from intercode-bench 0.1.22's SqlEnv.get_reward (IoU, then
+# round(kendalltau(agent shared rows, gold shared rows).statistic * IoU, 2) unless tau is NaN) and scipy's
+# tau-b: (tot - xtie - ytie + ntie - 2 * dis) / sqrt(tot - xtie) / sqrt(tot - ytie), NaN when one side
+# is all ties; rows compare as their str().
+def test_intercode_reward_scales_by_row_order():
     gold = [(1,), (2,), (3,)]
-    assert score([(3,), (2,), (1,)], gold) == 1.0
-    assert score([(3,), (2,), (1,)], gold, order_scaling=True) == -1.0
-    assert score([(1,), (2,), (3,)], gold, order_scaling=True) == 1.0
-    assert score([(1,)], [(1,)], order_scaling=True) == 1.0  # tau undefined: unscaled
-    assert kendall_tau_b([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(2 / 3)
+    assert score([(3,), (2,), (1,)], gold) == -1.0  # every pair discordant: tau -1
+    assert score([(3,), (2,), (1,)], gold, "iou") == 1.0
+    assert score([(1,), (2,), (3,)], gold) == 1.0
+    # one swapped pair of 4: tot 6, dis 1, tau 4/6; round(0.666.., 2)
+    assert score([(1,), (2,), (4,), (3,)], [(1,), (2,), (3,), (4,)]) == 0.67
+    # IoU 2/3 (shared 2 of union 3), tau 1: rounded to 0.67, while iou keeps 2/3
+    assert score([(1,), (2,)], gold) == 0.67 and score([(1,), (2,)], gold, "iou") == 2 / 3
+    # shared (2,), (1,) in the agent's order against (1,), (2,): tau -1, IoU 2/4 -> -0.5
+    assert score([(2,), (1,), (5,)], gold) == -0.5
+    # one shared row: tau NaN, the IoU stays unscaled and unrounded
+    assert score([(1,), (9,)], [(1,), (2,)]) == 1 / 3
+    assert score([(1,)], [(1,)]) == 1.0 and score([], []) == 1.0 and score(None, gold) == 0.0
+    # duplicates: x = (1),(1),(2) vs y = (1),(2),(1): tot 3, xtie 1, ytie 1, ntie 0, dis 1 -> -1/sqrt2/sqrt2
+    assert score([(1,), (1,), (2,)], [(1,), (2,), (1,)]) == -0.5
+    with pytest.raises(ValueError, match="intercode_sql.reward"):
+        score([], [], "order")
+
+
+def test_kendall_tau_follows_scipy_arithmetic():
+    assert kendall_tau_b([1, 2, 3, 4], [1, 2, 4, 3]) == 4 / math.sqrt(6) / math.sqrt(6)  # bit for bit
+    assert kendall_tau_b(["a", "a", "b"], ["a", "b", "a"]) == -1 / math.sqrt(2) / math.sqrt(2)
+    # ties in x only: tot 3, xtie 1, ytie 0, dis 0 -> 2 / sqrt(2) / sqrt(3)
+    assert kendall_tau_b([1, 1, 2], [1, 2, 3]) == 2 / math.sqrt(2) / math.sqrt(3)
+    assert math.isnan(kendall_tau_b([1], [1])) and math.isnan(kendall_tau_b([1, 1], [1, 2]))
+    assert math.isnan(kendall_tau_b([], []))
+
+
+def test_rounding_is_numpy_round():
+    # InterCode rounds a numpy float64 (scipy's statistic times the IoU): numpy's round, which differs from
+    # Python's round(x, 2) on some values
+    np = pytest.importorskip("numpy")
+    values = [0.285, 0.675, 1.005, -0.125, 0.335, 0.6666666666666669, 2.675, 0.145, 0.015, -0.575]
+    assert [_round2(v) for v in values] == [float(round(np.float64(v), 2)) for v in values]
+    halves = [k / 100 + 0.005 for k in range(-100, 100)]  # x.xx5: where the two roundings part
+    differs = [v for v in halves if round(v, 2) != float(round(np.float64(v), 2))]
+    assert differs and all(_round2(v) == float(round(np.float64(v), 2)) for v in halves)
 
 
 # --- statements and actions ----------------------------------------------------------------------
@@ -152,7 +202,14 @@ def test_action_forms():
     assert parse_sql_action("SELECT 1") == ("sql", "SELECT 1")
     assert parse_sql_action("submit") == ("submit", "")
     assert parse_sql_action("submit.") == ("submit", "")
-    assert parse_sql_action("SELECT * FROM t WHERE a = 'submit'")[0] == "sql"
+    # IPR (eval_agent/envs/intercode_sql_env.py): `if "submit" in action` submits, even inside SQL
+    assert parse_sql_action("I submit my answer") == ("submit", "")
+    assert parse_sql_action("SELECT * FROM t WHERE a = 'submit'")[0] == "submit"
+    # IPR runs only the first line of the first ```sql block
+    assert parse_sql_action("```sql\nSELECT a\nFROM t\n```") == ("sql", "SELECT a")
+    assert parse_sql_action("```sql \n\n SELECT 2\nFROM t```") == ("sql", "SELECT 2")
+    # nothing to run: IPR's "I don't understand your input"
+    assert parse_sql_action("") == ("invalid", "") and parse_sql_action("```sql ```") == ("invalid", "")
     reply = "Thought: count them.\nAction: \n```sql\nSELECT count(*)\nFROM singer\n```"
     assert react.parse_action(normalize_reply(reply)) == format_sql_action("SELECT count(*) FROM singer")
 
@@ -167,10 +224,74 @@ def test_split_is_database_disjoint_and_fixed(intercode_mirror):
     train_dbs = {by_id[t].db for t in split.train}
     test_dbs = {by_id[t].db for t in split.test}
     assert not train_dbs & test_dbs
-    assert set(split.unused) == set(INVALID_GOLD) | set(AMBIGUOUS_GOLD)
+    assert set(split.unused) == set(INVALID_GOLD) | set(AMBIGUOUS_GOLD) | set(UNDETERMINED_GOLD)
+    assert split.test_databases == (
+        "battle_death",
+        "flight_2",
+        "real_estate_properties",
+        "singer",
+        "student_transcripts_tracking",
+    )
+    assert len(split.train) == 801
     assert len(split.train) + len(split.test) + len(split.unused) == 1034
     assert split_tasks(load_tasks(intercode_mirror)) == split  # deterministic
     assert split_tasks(tasks, seed=1).test != split.test
+
+
+def test_paper_split_is_ipr_test_indices(intercode_mirror):
+    tasks = load_tasks(intercode_mirror)
+    split = make_split(tasks, "paper")
+    # IPR's eval_agent/data/intercode_sql/test_indices.json: 0, 1, ..., 199, in that order
+    assert split.test == tuple(str(i) for i in range(200)) and split.kind == "paper"
+    unscoreable = set(INVALID_GOLD) | set(AMBIGUOUS_GOLD) | set(UNDETERMINED_GOLD)
+    # the paper's numbers include every test task, scoreable or not
+    assert {"54", "164", "178", "50"} <= set(split.test) & unscoreable
+    assert not set(split.train) & (set(split.test) | unscoreable)
+    assert set(split.unused) == unscoreable - set(split.test)
+    assert len(split.train) + len(split.test) + len(split.unused) == len(tasks)
+    with pytest.raises(BenchmarkError, match="intercode_sql.split"):
+        make_split(tasks, "random")
+
+
+def test_bare_column_rewrite():
+    query = "SELECT min(Version_Number) , template_type_code FROM Templates"
+    assert rewrite_bare_columns(query, "MAX({})") == (
+        "SELECT min( Version_Number ) , MAX(template_type_code) FROM Templates"
+    )
+    grouped = "SELECT T2.name AS n , T1.id , count(*) FROM a AS T1 JOIN b AS T2 ON T1.x = T2.y GROUP BY T1.id HAVING count(*) >= 2"
+    assert rewrite_bare_columns(grouped, "MIN({})") == (
+        "SELECT MIN(T2.name) AS n , T1.id , count( * ) FROM a AS T1 JOIN b AS T2 ON T1.x = T2.y "
+        "GROUP BY T1.id HAVING count( * ) >= 2"
+    )
+    union = "SELECT a FROM t WHERE x = 'GROUP BY' UNION SELECT b , max(c) FROM u GROUP BY c"
+    assert rewrite_bare_columns(union, "MIN({})") == (
+        "SELECT a FROM t WHERE x = 'GROUP BY' UNION SELECT MIN(b) , max( c ) FROM u GROUP BY c"
+    )
+    with pytest.raises(UnsupportedQuery):
+        rewrite_bare_columns("SELECT a , (SELECT max(b) FROM u) FROM t GROUP BY c", "MIN({})")
+
+
+@needs_server
+def test_undetermined_gold_queries_are_the_listed_ones(env):
+    """Every gold query run under ONLY_FULL_GROUP_BY; the rejected ones judged on the data (gold_check)."""
+    connection = env.server.settings.connect()
+    rejected, found = [], set()
+    try:
+        with connection.cursor() as cursor:
+            for task_id, task in env.tasks.items():
+                if task_id in INVALID_GOLD or task_id in AMBIGUOUS_GOLD:  # out already; ties vary by run
+                    continue
+                cursor.execute(f"USE `{task.db}`")
+                cursor.execute("SET SESSION sql_mode = CONCAT(@@GLOBAL.sql_mode, ',ONLY_FULL_GROUP_BY')")
+                if rejected_by_full_group_by(cursor, task.gold):
+                    rejected.append(task_id)
+                    if undetermined(cursor, task.gold):
+                        found.add(task_id)
+    finally:
+        connection.close()
+    assert len(rejected) > 90  # MariaDB rejects many deterministic ones (no functional dependence)
+    assert found == set(UNDETERMINED_GOLD)
+    assert {"54", "798", "710", "967"} <= found  # the issue's examples
 
 
 # --- environment ---------------------------------------------------------------------------------
@@ -227,12 +348,48 @@ def test_episode_protocol(env):
 def test_final_reward_on_truncation(env):
     task_id = env.task_ids("test")[0]
     play(env, task_id, format_sql_action(env.task(task_id).gold))
-    assert env.final_reward() == 1.0  # scored as if the latest result were submitted
-    env.truncation_reward = "zero"
+    assert env.final_reward() == 0.0  # IPR: an episode stopped at max_steps without submit scores 0
+    env.truncation_reward = "latest"
     try:
-        assert env.final_reward() == 0.0
+        assert env.final_reward() == 1.0  # scored as if the latest result were submitted
     finally:
-        env.truncation_reward = "latest"
+        env.truncation_reward = "zero"
+
+
+@needs_server
+def test_text_as_ipr_prints_it(env, world_task):
+    env.reset(world_task)
+    # IPR appends "\n" to an error observation unless it holds "Unknown"
+    unknown = env.step("```sql SELECT nonsense FROM city ```").observation
+    assert unknown.startswith("Error executing query: Unknown column") and not unknown.endswith("\n")
+    syntax = env.step("```sql SELECT FROM city ```").observation
+    assert syntax.startswith("Error executing query: You have an error in your SQL syntax")
+    assert syntax.endswith("\n")
+    # only the first line of a fenced block runs (the second line alone would be an error)
+    assert env.step("```sql\nSELECT 7\nFROM nowhere\n```").observation == "[(7,)]"
+    # nothing to run: IPR's message; the step counts and the latest result stays the one a submit scores
+    task = env.task(world_task)
+    play(env, world_task, format_sql_action(task.gold))
+    for unreadable in ("", "```sql ```"):
+        result = env.step(unreadable)
+        assert result.observation == NOT_UNDERSTOOD and result.info["invalid"] and not result.done
+    assert env.turns == 3 and env.step("submit").reward == 1.0
+    assert NOT_UNDERSTOOD.startswith(
+        "I don't understand your input.\n Your input shoud include the key world"
+    )
+
+
+@needs_server
+def test_config_reaches_the_environment(intercode_mirror, sql_server):
+    settings = {"max_turns": 10, "reward": "iou", "split": "paper", "truncation_reward": "latest"}
+    environment = BENCHMARKS["intercode_sql"].env(intercode_mirror, settings, server=sql_server)
+    try:
+        assert environment.reward_kind == "iou" and environment.truncation_reward == "latest"
+        assert environment.task_ids("test") == [str(i) for i in range(200)]
+    finally:
+        environment.close()
+    with pytest.raises(ValueError, match="intercode_sql.reward"):
+        make_env("intercode_sql", data_dir=intercode_mirror, server=sql_server, reward="order")
 
 
 @needs_server

@@ -13,11 +13,15 @@ How it follows InterCode (princeton-nlp/intercode) and ETO/IPR:
   or "Error executing query: <server message>"; cut at `observation_chars` characters (ETO/IPR: 350)
   followed by "...".
 - Reward (`hpl.intercode.reward`): given at `submit` only (done=True): multiset IoU between the rows of the
-  latest action's result and the gold rows (an error as latest result scores 0, as in InterCode); Kendall
-  tau order scaling with `order_scaling=True`. Every other step has reward 0.
+  latest action's result and the gold rows (an error as latest result scores 0, as in InterCode), scaled by
+  Kendall's tau of the shared rows' order as the released InterCode does (`reward="intercode"`, default)
+  or not (`reward="iou"`). Every other step has reward 0.
+- Split (`split=`): "database" (database-disjoint, default) or "paper" (IPR's test tasks 0-199).
 - Turn limit: max_turns = 10. The environment does not end an episode by itself; when the runner stops an
-  episode at the limit without a submit, `final_reward()` scores it: by default ("latest") as if the agent
-  had submitted its latest result; "zero" gives 0 as ETO/IPR's loop does.
+  episode at the limit without a submit, `final_reward()` scores it: by default ("zero") 0, as IPR's loop
+  does; "latest" scores the latest result as if the agent had submitted it.
+- Text as IPR prints it: an error observation gets IPR's trailing newline (unless it says "Unknown"); an
+  action with nothing to run gets IPR's "I don't understand your input" message and changes nothing.
 - Snapshots: agent SQL cannot write and sessions hold no state, so the state is just (latest result, turn
   count, done, reward) plus the base class's task and action list: restore is a copy (fast_restore).
 
@@ -37,8 +41,8 @@ from typing import Any
 import pymysql
 
 from hpl.envs.base import BenchmarkError, Environment, StepResult, register_env
-from hpl.intercode.actions import SUBMIT, parse_sql_action
-from hpl.intercode.reward import score
+from hpl.intercode.actions import INVALID, NOT_UNDERSTOOD, SUBMIT, parse_sql_action
+from hpl.intercode.reward import REWARDS, score
 from hpl.intercode.sandbox import ERROR_PREFIX, Sandbox
 from hpl.intercode.server import ExternalServer, PrivateServer, make_server
 from hpl.intercode.tasks import (
@@ -47,7 +51,7 @@ from hpl.intercode.tasks import (
     DUMP_FILE,
     SqlTask,
     load_tasks,
-    split_tasks,
+    make_split,
 )
 
 INSTRUCTION = (
@@ -70,7 +74,13 @@ INSTRUCTION = (
 )
 
 OBSERVATION_CHARS = 350  # ETO/IPR cut every observation at 350 characters and add "..."
-TRUNCATION_POLICIES = ("latest", "zero")
+TRUNCATION_POLICIES = ("zero", "latest")
+
+
+def error_observation(error: str) -> str:
+    """IPR's text for a failed query: the error, plus a newline unless it says "Unknown" (IPR appends
+    "\n" to an output holding "Error" but not "Unknown"); the 350-character cut comes after."""
+    return error if "Unknown" in error else error + "\n"
 
 
 @dataclass(frozen=True)
@@ -100,8 +110,9 @@ class InterCodeSQLEnv(Environment):
         statement_time_s: float = 5.0,
         max_rows: int = 10_000,
         observation_chars: int = OBSERVATION_CHARS,
-        order_scaling: bool = False,
-        truncation_reward: str = "latest",
+        reward: str = "intercode",
+        split: str = "database",
+        truncation_reward: str = "zero",
         schema_hint: bool = False,
         max_turns: int = 10,
     ) -> None:
@@ -113,9 +124,11 @@ class InterCodeSQLEnv(Environment):
             )
         self.data_dir = Path(data_dir)
         self.tasks: dict[str, SqlTask] = {task.task_id: task for task in load_tasks(self.data_dir)}
-        self.split = split_tasks(list(self.tasks.values()), test_size, split_seed)
+        self.split = make_split(list(self.tasks.values()), split, test_size, split_seed)
         self.observation_chars = int(observation_chars)
-        self.order_scaling = bool(order_scaling)
+        if reward not in REWARDS:
+            raise ValueError(f"intercode_sql.reward must be one of {', '.join(REWARDS)}, not {reward!r}")
+        self.reward_kind = reward
         self.truncation_reward = truncation_reward
         self.schema_hint = bool(schema_hint)
         self.server, self._owns_server = self._open_server(server)
@@ -184,9 +197,11 @@ class InterCodeSQLEnv(Environment):
             self._done = True
             self._reward = self._score(self._last_rows)
             return StepResult("Submitted.", self._reward, True, {"invalid": False, "submitted": True})
+        if kind == INVALID:  # nothing runs, so the latest result stays what a submit scores (as in IPR)
+            return StepResult(NOT_UNDERSTOOD, 0.0, False, {"invalid": True, "understood": False})
         outcome = self.sandbox.run(task.db, sql)
         self._last_rows = outcome.rows
-        text = str(outcome.rows) if outcome.ok else str(outcome.error)
+        text = str(outcome.rows) if outcome.ok else error_observation(str(outcome.error))
         info = {
             "invalid": not outcome.ok,
             "rows": None if outcome.rows is None else len(outcome.rows),
@@ -259,7 +274,7 @@ class InterCodeSQLEnv(Environment):
 
     def _score(self, rows: list[tuple] | None) -> float:
         assert self._task is not None
-        return score(rows, self.gold_rows(self._task.task_id), self.order_scaling)
+        return score(rows, self.gold_rows(self._task.task_id), self.reward_kind)
 
     def _lookup(self, task_id: str) -> SqlTask:
         try:

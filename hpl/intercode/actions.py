@@ -20,20 +20,41 @@ _MULTILINE_ACTION = re.compile(
 )
 
 SUBMIT = "submit"
+SQL = "sql"
+INVALID = "invalid"
+
+#: IPR's answer to an action it cannot read (eval_agent/envs/intercode_sql_env.py), typos kept; only the
+#: query format it shows is this pipeline's one-line form (IPR shows its multi-line fence, which the
+#: pipeline's "rest of the Action: line" parsing would read as an empty action)
+NOT_UNDERSTOOD = (
+    'I don\'t understand your input.\n Your input shoud include the key world "Action:".\n If you want to '
+    "perform a query operation, please use the following format:\n Action: ```sql the mysql code ```. And the "
+    "action should be executable and should not contain natural language.\n If you have got the final answer, "
+    'please use the following format:\n Action: submit. Remember your output should contain only one "Action:" '
+    "part."
+)
 
 
 def parse_sql_action(action: str) -> tuple[str, str]:
-    """("submit", "") for submit, else ("sql", the SQL text: the first fenced block's content, or the bare
-    text). The SQL may be empty or hold several statements: the sandbox judges that."""
+    """(kind, SQL) of an action, as IPR reads it where IPR acts:
+
+    - "submit" anywhere in the action submits (IPR: `if "submit" in action`), as does "Submit"/"submit.";
+    - else the *first line* of the first fenced block runs (IPR runs `code.split("\n")[0]`);
+    - beyond IPR (which answers "I don't understand"): a bare statement, or an unclosed fence, runs;
+    - nothing to run (empty action, empty fence): ("invalid", "").
+    The SQL may hold several statements: the sandbox judges that."""
     text = (action or "").strip()
+    if SUBMIT in text or _SUBMIT.fullmatch(text):
+        return SUBMIT, ""
     fence = _FENCE.search(text)
     if fence:
         body = fence.group(1).strip()
     else:
         body = _OPEN_FENCE.sub("", text).strip()  # an unclosed fence: the rest of the line is the query
-    if _SUBMIT.fullmatch(body) or _SUBMIT.fullmatch(text):
+    body = body.split("\n")[0].strip()
+    if _SUBMIT.fullmatch(body):
         return SUBMIT, ""
-    return "sql", body
+    return (SQL, body) if body else (INVALID, "")
 
 
 def format_sql_action(sql: str) -> str:
