@@ -33,6 +33,8 @@ class Benchmark:
         contextlib.nullcontext({})
     )
     code: tuple[str, ...] = ()  # library files (globs under hpl/) the benchmark's engine and expert live in
+    # the files its mirror folder must hold (a function: the names live in modules only its jobs import)
+    mirror_files: Callable[[], tuple[str, ...]] = lambda: ()
 
     def data_dir(self, resources: str | os.PathLike = "resources") -> Path:
         return Path(resources) / self.name / "data"
@@ -74,6 +76,12 @@ def _alfworld_expert(data_dir: Path, task_ids: list[str], settings: dict, on_rec
 def _alfworld_extras(data_dir: Path) -> dict:
     # the planner's translation of each game, cached on disk beside the data and shared by every job
     return {"cache_dir": str(data_dir.parent / "translations")}
+
+
+def _alfworld_mirror_files() -> tuple[str, ...]:
+    from hpl.alfworld.data import DEFAULT_SPLITS, tarballs_for
+
+    return tuple(tarballs_for(DEFAULT_SPLITS))
 
 
 # --- WebShop ----------------------------------------------------------------------------------
@@ -123,12 +131,22 @@ def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_reco
     return card
 
 
+def _webshop_mirror_files() -> tuple[str, ...]:
+    from hpl.webshop.catalogue import REQUIRED_FILES
+
+    return tuple(REQUIRED_FILES)
+
+
 # --- InterCode-SQL -----------------------------------------------------------------------------
-def _prepare_intercode(dest: Path, mirror: Path | None) -> dict:
+def _intercode_mirror_files() -> tuple[str, ...]:
     from hpl.intercode.tasks import DUMP_FILE, GPT4_LOG_FILE, TASKS_FILE
 
+    return (TASKS_FILE, DUMP_FILE, GPT4_LOG_FILE)
+
+
+def _prepare_intercode(dest: Path, mirror: Path | None) -> dict:
     origin = "InterCode's release; the dump also ships in the PyPI package intercode-bench"
-    files = (TASKS_FILE, DUMP_FILE, GPT4_LOG_FILE)
+    files = _intercode_mirror_files()
     return copy_from_mirror(mirror, dest, files, "InterCode-SQL", "intercode_sql", origin)
 
 
@@ -182,6 +200,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         expert=_alfworld_expert,
         env_extras=_alfworld_extras,
         code=("envs/alfworld.py", "alfworld/*.py"),
+        mirror_files=_alfworld_mirror_files,
     ),
     "webshop": Benchmark(
         name="webshop",
@@ -190,6 +209,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         prepare=_prepare_webshop,
         expert=_webshop_expert,
         code=("envs/webshop.py", "webshop/*.py"),
+        mirror_files=_webshop_mirror_files,
     ),
     "intercode_sql": Benchmark(
         name="intercode_sql",
@@ -199,6 +219,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         expert=_intercode_expert,
         session=_intercode_session,
         code=("envs/intercode_sql.py", "intercode/*.py"),
+        mirror_files=_intercode_mirror_files,
     ),
 }
 
@@ -221,7 +242,7 @@ def prepare_benchmark(
 ) -> dict:
     """Prepare a benchmark's data under `dest`; return the manifest (data folder, task counts)."""
     bench = BENCHMARKS[name]
-    manifest = bench.prepare(Path(dest), benchmark_mirror(configured_mirror, name))
+    manifest = bench.prepare(Path(dest), benchmark_mirror(configured_mirror, name, bench.mirror_files()))
     settings = {"max_turns": 1, **(settings or {})}
     with bench.session(Path(manifest["data_dir"]), settings) as shared:
         env = bench.env(manifest["data_dir"], settings, **shared)
@@ -230,6 +251,14 @@ def prepare_benchmark(
         finally:
             env.close()
     return {"benchmark": name, **manifest}
+
+
+def check_mirrors(config: dict) -> None:
+    """A configured data mirror that is missing or lacks a listed benchmark's files is named now (at parse
+    time, `snakemake -n` included) instead of failing, or downloading, in the first data job."""
+    for bench in config["benchmarks"]:
+        if bench in BENCHMARKS:
+            benchmark_mirror(config.get("data_mirror"), bench, BENCHMARKS[bench].mirror_files())
 
 
 class ConfigError(ValueError):
