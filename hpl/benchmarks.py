@@ -224,17 +224,33 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def env_factory(
-    bench: Benchmark, data_dir: str | os.PathLike, settings: dict[str, Any]
-) -> Callable[[], Environment]:
-    """A `make_env()` for a job: opens the benchmark's session (e.g. starts the SQL server) once, closed
-    when the process exits (normally or through an exception; the server also dies with its parent)."""
-    import atexit
+class EnvFactory:
+    """`make_env()` for a job: opens the benchmark's session (e.g. starts the SQL server) once.
 
-    stack = contextlib.ExitStack()
-    shared = stack.enter_context(bench.session(Path(data_dir), settings))
-    atexit.register(stack.close)
-    return lambda: bench.env(data_dir, settings, **shared)
+    `close()` ends the session; a job calls it before writing its last output, so that nothing slow (a
+    server shutting down) runs between the output being complete and the job ending, a window in which an
+    interruption makes Snakemake delete the finished output. The process's exit closes it otherwise
+    (normally or through an exception; the server also dies with its parent, hpl.lifecycle).
+    """
+
+    def __init__(self, bench: Benchmark, data_dir: str | os.PathLike, settings: dict[str, Any]) -> None:
+        import atexit
+
+        self.bench, self.data_dir, self.settings = bench, data_dir, settings
+        self._stack = contextlib.ExitStack()
+        self._shared = self._stack.enter_context(bench.session(Path(data_dir), settings))
+        atexit.register(self.close)
+
+    def __call__(self) -> Environment:
+        return self.bench.env(self.data_dir, self.settings, **self._shared)
+
+    def close(self) -> None:
+        self._stack.close()  # a second call does nothing
+
+
+def env_factory(bench: Benchmark, data_dir: str | os.PathLike, settings: dict[str, Any]) -> EnvFactory:
+    """The job's `make_env` (EnvFactory): one benchmark session, closed by `close()` or at exit."""
+    return EnvFactory(bench, data_dir, settings)
 
 
 def prepare_benchmark(
