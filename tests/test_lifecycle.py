@@ -94,7 +94,7 @@ def _kill_and_check(kind: str, work: Path, sig: int) -> None:
     assert _session(sid), "the server is not running"
     try:
         killed = time.monotonic()
-        os.kill(job.pid, sig)
+        os.killpg(job.pid, sig)  # the job's process group, as Snakemake and Slurm signal it
         code = job.wait(timeout=120)
         gone = _seconds_until_gone(sid, killed, limit=60)
         left = [f"{p.pid} {p.name()}" for p in _session(sid)]
