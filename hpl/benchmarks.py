@@ -35,6 +35,8 @@ class Benchmark:
         contextlib.nullcontext({})
     )
     code: tuple[str, ...] = ()  # library files (globs under hpl/) the benchmark's engine and expert live in
+    # the files its mirror folder must hold (a function: the names live in modules only its jobs import)
+    mirror_files: Callable[[], tuple[str, ...]] = lambda: ()
 
     def data_dir(self, resources: str | os.PathLike = "resources") -> Path:
         return Path(resources) / self.name / "data"
@@ -76,6 +78,12 @@ def _alfworld_expert(data_dir: Path, task_ids: list[str], settings: dict, on_rec
 def _alfworld_extras(data_dir: Path) -> dict:
     # the planner's translation of each game, cached on disk beside the data and shared by every job
     return {"cache_dir": str(data_dir.parent / "translations")}
+
+
+def _alfworld_mirror_files() -> tuple[str, ...]:
+    from hpl.alfworld.data import DEFAULT_SPLITS, tarballs_for
+
+    return tuple(tarballs_for(DEFAULT_SPLITS))
 
 
 # --- WebShop ----------------------------------------------------------------------------------
@@ -125,12 +133,22 @@ def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_reco
     return card
 
 
+def _webshop_mirror_files() -> tuple[str, ...]:
+    from hpl.webshop.catalogue import REQUIRED_FILES
+
+    return tuple(REQUIRED_FILES)
+
+
 # --- InterCode-SQL -----------------------------------------------------------------------------
-def _prepare_intercode(dest: Path, mirror: Path | None) -> dict:
+def _intercode_mirror_files() -> tuple[str, ...]:
     from hpl.intercode.tasks import DUMP_FILE, GPT4_LOG_FILE, TASKS_FILE
 
+    return (TASKS_FILE, DUMP_FILE, GPT4_LOG_FILE)
+
+
+def _prepare_intercode(dest: Path, mirror: Path | None) -> dict:
     origin = "InterCode's release; the dump also ships in the PyPI package intercode-bench"
-    files = (TASKS_FILE, DUMP_FILE, GPT4_LOG_FILE)
+    files = _intercode_mirror_files()
     return copy_from_mirror(mirror, dest, files, "InterCode-SQL", "intercode_sql", origin)
 
 
@@ -200,6 +218,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         expert=_alfworld_expert,
         env_extras=_alfworld_extras,
         code=("envs/alfworld.py", "alfworld/*.py"),
+        mirror_files=_alfworld_mirror_files,
     ),
     "webshop": Benchmark(
         name="webshop",
@@ -208,6 +227,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         prepare=_prepare_webshop,
         expert=_webshop_expert,
         code=("envs/webshop.py", "webshop/*.py"),
+        mirror_files=_webshop_mirror_files,
     ),
     "intercode_sql": Benchmark(
         name="intercode_sql",
@@ -218,21 +238,38 @@ BENCHMARKS: dict[str, Benchmark] = {
         session=_intercode_session,
         env_options=_intercode_options,
         code=("envs/intercode_sql.py", "intercode/*.py"),
+        mirror_files=_intercode_mirror_files,
     ),
 }
 
 
-def env_factory(
-    bench: Benchmark, data_dir: str | os.PathLike, settings: dict[str, Any]
-) -> Callable[[], Environment]:
-    """A `make_env()` for a job: opens the benchmark's session (e.g. starts the SQL server) once, closed
-    when the process exits (normally or through an exception; the server also dies with its parent)."""
-    import atexit
+class EnvFactory:
+    """`make_env()` for a job: opens the benchmark's session (e.g. starts the SQL server) once.
 
-    stack = contextlib.ExitStack()
-    shared = stack.enter_context(bench.session(Path(data_dir), settings))
-    atexit.register(stack.close)
-    return lambda: bench.env(data_dir, settings, **shared)
+    `close()` ends the session; a job calls it before writing its last output, so that nothing slow (a
+    server shutting down) runs between the output being complete and the job ending, a window in which an
+    interruption makes Snakemake delete the finished output. The process's exit closes it otherwise
+    (normally or through an exception; the server also dies with its parent, hpl.lifecycle).
+    """
+
+    def __init__(self, bench: Benchmark, data_dir: str | os.PathLike, settings: dict[str, Any]) -> None:
+        import atexit
+
+        self.bench, self.data_dir, self.settings = bench, data_dir, settings
+        self._stack = contextlib.ExitStack()
+        self._shared = self._stack.enter_context(bench.session(Path(data_dir), settings))
+        atexit.register(self.close)
+
+    def __call__(self) -> Environment:
+        return self.bench.env(self.data_dir, self.settings, **self._shared)
+
+    def close(self) -> None:
+        self._stack.close()  # a second call does nothing
+
+
+def env_factory(bench: Benchmark, data_dir: str | os.PathLike, settings: dict[str, Any]) -> EnvFactory:
+    """The job's `make_env` (EnvFactory): one benchmark session, closed by `close()` or at exit."""
+    return EnvFactory(bench, data_dir, settings)
 
 
 def prepare_benchmark(
@@ -240,7 +277,7 @@ def prepare_benchmark(
 ) -> dict:
     """Prepare a benchmark's data under `dest`; return the manifest (data folder, task counts)."""
     bench = BENCHMARKS[name]
-    manifest = bench.prepare(Path(dest), benchmark_mirror(configured_mirror, name))
+    manifest = bench.prepare(Path(dest), benchmark_mirror(configured_mirror, name, bench.mirror_files()))
     settings = {"max_turns": 1, **(settings or {})}
     with bench.session(Path(manifest["data_dir"]), settings) as shared:
         env = bench.env(manifest["data_dir"], settings, **shared)
@@ -249,6 +286,14 @@ def prepare_benchmark(
         finally:
             env.close()
     return {"benchmark": name, **manifest}
+
+
+def check_mirrors(config: dict) -> None:
+    """A configured data mirror that is missing or lacks a listed benchmark's files is named now (at parse
+    time, `snakemake -n` included) instead of failing, or downloading, in the first data job."""
+    for bench in config["benchmarks"]:
+        if bench in BENCHMARKS:
+            benchmark_mirror(config.get("data_mirror"), bench, BENCHMARKS[bench].mirror_files())
 
 
 class ConfigError(ValueError):

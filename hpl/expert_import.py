@@ -82,7 +82,8 @@ def load_rows(path: str | os.PathLike, key: str = CONFIG_KEY) -> list[Any]:
     path = Path(path)
     if not path.is_file():
         raise ExpertImportError(f"{key}: expert file not found: {path}")
-    text = path.read_text()
+    # utf-8-sig: files saved by Windows editors (and some exports) start with a BOM, which json rejects
+    text = path.read_text(encoding="utf-8-sig")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

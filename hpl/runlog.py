@@ -1,7 +1,9 @@
-"""Start of every pipeline script: send stdout/stderr (progress bars, warnings, tracebacks) to the rule's log.
+"""Start of every pipeline script: send stdout/stderr (progress bars, warnings, tracebacks) to the rule's log,
+and make SIGTERM/SIGINT a clean exit.
 
 Snakemake keeps a rule's `log:` file; a script that writes there is debuggable after the fact, and a
-failing job's traceback ends up where `snakemake` points the user.
+failing job's traceback ends up where `snakemake` points the user. A job stopped by Snakemake, Slurm or
+Ctrl-C exits through its `with` blocks, so the servers it started stop with it (hpl.lifecycle).
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 
+from hpl.lifecycle import exit_on_signals
+
 
 def to_log(snakemake) -> logging.Logger:
-    """Redirect this process's output to `snakemake.log[0]` and return a logger named after the rule."""
+    """Redirect this process's output to `snakemake.log[0]`, turn SIGTERM/SIGINT into SystemExit, and
+    return a logger named after the rule."""
+    exit_on_signals()
     if snakemake.log:
         handle = open(snakemake.log[0], "a", buffering=1)
         sys.stdout = sys.stderr = handle

@@ -6,11 +6,13 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # the workflow's own hpl/, as in scripts/
 
-from hpl.benchmarks import BENCHMARKS, check_config
+from hpl.benchmarks import BENCHMARKS, check_config, check_mirrors
 from hpl.endpoint import model_label, result_settings
 from hpl.expert_import import check_import_config
 
 check_config(config)
+# a configured data mirror that is missing or incomplete is named before any job (docs/data.md)
+check_mirrors(config)
 # an `expert_source: import` file that is not there is named before any job
 check_import_config(config)
 

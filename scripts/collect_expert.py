@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hpl.benchmarks import BENCHMARKS
 from hpl.episodes import select_tasks
-from hpl.io import ResumableJsonl, read_json, write_json
+from hpl.io import ResumableJsonl, finished_together, read_json, write_json
 from hpl.runlog import to_log
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -26,7 +26,8 @@ out = ResumableJsonl(smk.output.data)
 todo = [t for t in tasks if not out.done(t)]
 log.info("%d training tasks, %d already collected", len(tasks), len(tasks) - len(todo))
 card = bench.expert(data_dir, todo, settings, on_record=out.add, skip=out.done)
-kept = out.finish(order=tasks)
-card.update({"benchmark": bench.name, "tasks_selected": len(tasks), "trajectories_kept": len(kept)})
-write_json(smk.output.card, card)
+with finished_together():  # the data stays resumable until the card, the last output, is written
+    kept = out.finish(order=tasks)
+    card.update({"benchmark": bench.name, "tasks_selected": len(tasks), "trajectories_kept": len(kept)})
+    write_json(smk.output.card, card)
 log.info("kept %d expert trajectories", len(kept))

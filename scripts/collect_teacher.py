@@ -7,7 +7,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.endpoint import endpoint_policy, model_label, public_url, resolve
 from hpl.episodes import select_tasks
-from hpl.io import ResumableJsonl, read_json, write_json
+from hpl.io import ResumableJsonl, finished_together, read_json, write_json
 from hpl.runlog import to_log
 from hpl.teacher import collect_teacher
 
@@ -40,15 +40,18 @@ with endpoint_policy(teacher, server_log=smk.log[0] + ".server") as policy:
         progress="teacher",
     )
     usage = policy.usage.as_dict()
-kept = out.finish(order=tasks)
-card.update(
-    endpoint=public_url(teacher["base_url"]) or "local SmolLM2 server (hpl.llm_server)",
-    tasks_selected=len(tasks),
-    kept_before=len(tasks) - len(todo),
-    trajectories_kept=len(kept),
-)
-write_json(smk.output.usage, {**usage, "model": card["teacher"]["model"], "purpose": "teacher expert data"})
-write_json(smk.output.card, card)
+make_env.close()  # before the outputs: nothing slow between them and the job's end
+with finished_together():  # the data stays resumable until the card, the last output, is written
+    kept = out.finish(order=tasks)
+    card.update(
+        endpoint=public_url(teacher["base_url"]) or "local SmolLM2 server (hpl.llm_server)",
+        tasks_selected=len(tasks),
+        kept_before=len(tasks) - len(todo),
+        trajectories_kept=len(kept),
+    )
+    usage_record = {**usage, "model": card["teacher"]["model"], "purpose": "teacher expert data"}
+    write_json(smk.output.usage, usage_record)
+    write_json(smk.output.card, card)
 log.info("kept %d teacher trajectories; LLM usage %s", len(kept), usage)
 if not kept:  # a legitimate measurement (a weak teacher), but SFT needs at least one trajectory
     log.warning(

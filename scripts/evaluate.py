@@ -42,5 +42,6 @@ if todo:
             on_finish=lambda ep: out.add(ep.record()),
             progress=split,
         )
+make_env.close()  # before the output is complete: nothing slow between it and the job's end
 episodes = out.finish(order=tasks)
 log.info("%s/%s: %s", bench.name, split, episode_metrics(episodes))

@@ -39,5 +39,6 @@ if todo:
         on_finish=lambda ep: out.add(ep.record()),
         progress="explore",
     )
+make_env.close()  # before the output is complete: nothing slow between it and the job's end
 episodes = out.finish(order=[run_id for run_id, _ in runs])
 log.info("pi_ref on training tasks: %s", episode_metrics(episodes))

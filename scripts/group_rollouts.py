@@ -6,7 +6,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 
 from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.group_level import group_values, reward_table, sample_negatives, value_states
-from hpl.io import ResumableJsonl, read_json, read_jsonl, write_jsonl
+from hpl.io import ResumableJsonl, finished_together, read_json, read_jsonl, write_jsonl
 from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
 
@@ -27,31 +27,34 @@ segments = {row["id"]: row["segments"] for row in read_jsonl(smk.input.segments)
 
 make_env = env_factory(bench, data_dir, settings)
 policy = policy_from_config(smk.input.ref, gen, ex["lanes"])
-negatives_log = ResumableJsonl(smk.output.negatives)
-negatives = sample_negatives(
-    make_env,
-    policy,
-    experts,
-    segments,
-    negatives=groups["negatives"],
-    tries=groups["tries"],
-    temperature=ex["mc_temperature"],
-    lanes=ex["lanes"],
-    log=negatives_log,
-)
-order = [k for k in negatives]
-negatives_log.finish(order=order)
-values_log = ResumableJsonl(smk.output.values)
-states = value_states(experts, negatives)
-values = group_values(
-    make_env,
-    policy,
-    states,
-    mc_rollouts=ex["mc_rollouts"],
-    temperature=ex["mc_temperature"],
-    lanes=ex["lanes"],
-    log=values_log,
-)
-table = reward_table(experts, negatives, values)
-write_jsonl(smk.output.table, table)
+# three outputs, finished one after another: an interruption must not lose the finished negatives
+with finished_together():
+    negatives_log = ResumableJsonl(smk.output.negatives)
+    negatives = sample_negatives(
+        make_env,
+        policy,
+        experts,
+        segments,
+        negatives=groups["negatives"],
+        tries=groups["tries"],
+        temperature=ex["mc_temperature"],
+        lanes=ex["lanes"],
+        log=negatives_log,
+    )
+    order = [k for k in negatives]
+    negatives_log.finish(order=order)
+    values_log = ResumableJsonl(smk.output.values)
+    states = value_states(experts, negatives)
+    values = group_values(
+        make_env,
+        policy,
+        states,
+        mc_rollouts=ex["mc_rollouts"],
+        temperature=ex["mc_temperature"],
+        lanes=ex["lanes"],
+        log=values_log,
+    )
+    make_env.close()  # before the last output: nothing slow between it and the job's end
+    table = reward_table(experts, negatives, values)
+    write_jsonl(smk.output.table, table)
 log.info("%d expert groups, %d losing groups", len(table), sum(len(r["negatives"]) for r in table))

@@ -6,7 +6,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 
 from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.episodes import select_tasks
-from hpl.io import read_json, read_jsonl, write_jsonl
+from hpl.io import finished_together, read_json, read_jsonl, write_jsonl
 from hpl.policy import policy_from_config
 from hpl.runlog import to_log, use_threads
 from hpl.sharding import shard
@@ -24,16 +24,19 @@ policy = policy_from_config(smk.input.ref, gen, ex["lanes"])
 experts = read_jsonl(smk.input.expert)
 chosen = select_tasks([e["id"] for e in experts], ex["tasks"], seed=0)  # the tasks explore.py plays
 chosen = set(shard(chosen, *smk.params.shard))  # all of them unless generation.shards > 1
-records = collect_step_data(
-    make_env,
-    policy,
-    [e for e in experts if e["id"] in chosen],
-    mc_rollouts=ex["mc_rollouts"],
-    temperature=ex["mc_temperature"],
-    step_positions=ex["step_positions"],
-    lanes=ex["lanes"],
-    continuations_path=smk.output.continuations,
-    values_path=smk.output.values,
-)
-write_jsonl(smk.output.records, records)
+# three outputs, finished one after another: an interruption must not lose the finished continuations
+with finished_together():
+    records = collect_step_data(
+        make_env,
+        policy,
+        [e for e in experts if e["id"] in chosen],
+        mc_rollouts=ex["mc_rollouts"],
+        temperature=ex["mc_temperature"],
+        step_positions=ex["step_positions"],
+        lanes=ex["lanes"],
+        continuations_path=smk.output.continuations,
+        values_path=smk.output.values,
+    )
+    make_env.close()  # before the last output: nothing slow between it and the job's end
+    write_jsonl(smk.output.records, records)
 log.info("%d step records", len(records))

@@ -23,6 +23,7 @@ from textworld.envs.pddl import PddlEnv  # noqa: E402
 
 from hpl.alfworld import data as alfdata  # noqa: E402
 from hpl.alfworld.data import prepare_alfworld_data, task_type  # noqa: E402
+from hpl.alfworld.engine import EngineError  # noqa: E402
 from hpl.alfworld.expert import SOURCES, collect_expert, play  # noqa: E402
 from hpl.envs.alfworld import AlfworldEnv, first_observation, to_engine_command  # noqa: E402
 from hpl.envs.base import BenchmarkError, Environment, ReplaySnapshot, make_env  # noqa: E402
@@ -197,6 +198,27 @@ def test_texts_as_eto_ipr_print_them(env):
     assert episode.turns == 1 and episode.invalid_actions == 1 and env.actions == [""]
     advance(env, episode, "Thought: go.\nAction: go to sofa 1", max_turns=30)
     assert episode.conversations[-1]["value"].startswith("Observation: On the sofa 1, you see ")
+
+
+def test_an_engine_fault_is_an_error_not_an_invalid_action(env, monkeypatch):
+    """textworld's stock step answers "Nothing happens." to any ValueError raised while applying an
+    admissible command; that would score an engine fault as the agent's invalid action. The fault here is
+    injected into the real engine's PDDL state (a real fault needs a broken game), and must raise."""
+    env.reset(GAMES["Pick"])
+    command = env.walkthrough[0]
+    pddl_state = env._pddl._pddl_state
+
+    def broken_apply(action):
+        raise ValueError("injected: the PDDL state rejects the action")
+
+    monkeypatch.setattr(pddl_state, "apply", broken_apply)
+    with pytest.raises(
+        EngineError, match=rf"admissible command '{command}' of .*game.tw-pddl: ValueError: injected"
+    ):
+        env.step(command)
+    monkeypatch.undo()
+    env.reset(GAMES["Pick"])  # a reset recovers the engine for the next test
+    assert env.step("fly to the moon").info["invalid"]  # an invalid command still is the agent's fault
 
 
 def test_eto_put_wording_maps_to_engine_move(env):

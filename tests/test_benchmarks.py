@@ -5,9 +5,9 @@ import copy
 import pytest
 import yaml
 
-from hpl.benchmarks import BENCHMARKS, ConfigError, check_config
+from hpl.benchmarks import BENCHMARKS, ConfigError, check_config, prepare_benchmark
 from hpl.envs.base import BenchmarkError
-from hpl.mirror import PROJECT_ROOT
+from hpl.mirror import ENV_VAR, PROJECT_ROOT, MirrorError
 
 
 @pytest.mark.parametrize("bench", ["webshop", "intercode_sql"])
@@ -25,6 +25,16 @@ def test_missing_data_names_the_file_and_the_setting(tmp_path, bench):
         BENCHMARKS[bench].prepare(tmp_path / "data", tmp_path)  # an empty mirror folder
     with pytest.raises(BenchmarkError, match=r"`data_mirror` \(or \$HPL_DATA_MIRROR\)"):
         BENCHMARKS[bench].prepare(tmp_path / "data", None)
+
+
+@pytest.mark.parametrize("bench", list(BENCHMARKS))
+def test_a_configured_mirror_that_is_missing_is_an_error_not_a_download(tmp_path, monkeypatch, bench):
+    """The data job itself refuses too (the mirror may vanish after the dry run): no official-source
+    fall-back, whose download would silently replace the data the user named."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(MirrorError, match=rf"data mirror {tmp_path}/gone does not exist .*`data_mirror: "):
+        prepare_benchmark(bench, tmp_path / "data", str(tmp_path / "gone"))
+    assert not (tmp_path / "data").exists()
 
 
 def _config():

@@ -138,6 +138,16 @@ def test_missing_or_malformed_file_is_named(tmp_path, webshop_mirror):
         load_rows(tmp_path / "f.json")
 
 
+def test_a_utf8_bom_is_accepted(tmp_path):
+    """Files saved by Windows editors start with a UTF-8 byte order mark; json.loads rejects it."""
+    rows = [{"id": 1, "conversations": [{"from": "human", "value": "caf\u00e9"}]}, {"id": 2}]
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(rows).encode())
+    assert load_rows(tmp_path / "bom.json") == rows
+    lines = "\n".join(json.dumps(row) for row in rows)
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + lines.encode())
+    assert load_rows(tmp_path / "bom.jsonl") == rows  # JSON lines: the BOM would spoil the first line
+
+
 # ----------------------------------------------------------------------------------------- ALFWorld
 
 

@@ -169,6 +169,18 @@ def test_persistent_server_errors_raise_naming_the_url(endpoint):
     assert len(endpoint.requests) == 2
 
 
+def test_a_reply_without_text_raises_and_is_not_cached(tmp_path):
+    """`content: null` is the endpoint failing, not the model answering nothing: it must not become an
+    empty (invalid) action or an unparsable segmentation."""
+    with FakeEndpoint(reply=None) as broken:
+        client = ChatClient(base_url=broken.base_url, model="m", cache_dir=tmp_path, max_retries=0)
+        with pytest.raises(LLMError, match=rf"{broken.base_url} answered without reply text \(stop\)"):
+            client.chat(MESSAGES)
+    assert not list(tmp_path.rglob("*.json"))
+    with FakeEndpoint(reply="") as terse:  # an empty text is the model's own answer: returned as is
+        assert ChatClient(base_url=terse.base_url, model="m", max_retries=0).chat(MESSAGES) == ""
+
+
 def test_unreachable_endpoint_raises_naming_the_url():
     url = _dead_url()
     client = ChatClient(base_url=url, model="m", api_key=SECRET, max_retries=1)
@@ -254,6 +266,24 @@ def test_local_server_lists_its_model_and_stops_cleanly(local_llm):
     with pytest.raises(LLMServerError, match="config.json"):
         bogus.start()
     assert not bogus.running()
+
+
+def test_a_server_dying_mid_job_fails_the_job_naming_the_server(local_llm, tmp_path):
+    """A crash of the local server is an infrastructure failure: the semantic segmenter raises an error
+    naming the server and its log, rather than falling back and writing a row."""
+    log_path = tmp_path / "server.log"
+    with pytest.raises(LLMServerError) as err:
+        with LocalLLMServer(local_llm.model_dir, log_path=log_path, startup_timeout=240) as server:
+            client = ChatClient(base_url=server.base_url, model=server.model, max_retries=1)
+            assert isinstance(client.chat(MESSAGES, max_tokens=5), str)  # alive: a real reply
+            pid = server.process.pid
+            server.process.kill()
+            server.process.wait()
+            semantic_segments(_short_trajectory(), client, max_tokens=40)
+    message = str(err.value)
+    assert f"pid {pid}" in message and "exited with code -9 during the job" in message
+    assert str(log_path) in message
+    assert isinstance(err.value.__cause__, LLMError)  # what the client saw: the endpoint unreachable
 
 
 def test_stop_leaves_no_process(local_llm, tmp_path):

@@ -1,5 +1,6 @@
 """The workflow itself: config validation before any job, the DAG, lint, environment files."""
 
+import os
 import re
 import subprocess
 import sys
@@ -9,12 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpl.mirror import PROJECT_ROOT
+from hpl.benchmarks import BENCHMARKS
+from hpl.mirror import ENV_VAR, PROJECT_ROOT
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def dry_run(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = SNAKEMAKE + [
         "-n",
         "--snakefile",
@@ -23,7 +25,7 @@ def dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         str(workdir),
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
 def write_config(tmp_path: Path, overrides: dict) -> Path:
@@ -47,6 +49,46 @@ def test_bad_config_is_named_before_any_job(tmp_path, override, named):
     assert result.returncode != 0
     assert named in result.stderr + result.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def _mirror_case(tmp_path: Path, case: str) -> tuple[dict, list[str], str]:
+    """(environment, extra snakemake args, the path the error must name) for one bad-mirror case."""
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    if case == "env var names a missing folder":
+        return {**env, ENV_VAR: "/nonexistent/mirror"}, [], "/nonexistent/mirror"
+    if case == "empty mirror folder":
+        (tmp_path / "empty").mkdir()
+        return {**env, ENV_VAR: str(tmp_path / "empty")}, [], str(tmp_path / "empty")
+    if case == "config key names a missing folder":
+        override = write_config(tmp_path, {"data_mirror": "/nonexistent/mirror"})
+        return env, ["--configfile", str(override)], "/nonexistent/mirror"
+    # a mirror whose webshop/ folder lacks one catalogue file
+    partial = tmp_path / "partial"
+    for bench in ("alfworld", "webshop", "intercode_sql"):
+        (partial / bench).mkdir(parents=True)
+        for name in BENCHMARKS[bench].mirror_files():
+            if name != "items_human_ins.json":
+                (partial / bench / name).write_text("")
+    return {**env, ENV_VAR: str(partial)}, [], str(partial / "webshop") + " lacks items_human_ins.json"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "env var names a missing folder",
+        "empty mirror folder",
+        "config key names a missing folder",
+        "mirror folder lacks a file",
+    ],
+)
+def test_bad_data_mirror_fails_the_dry_run_naming_the_path(tmp_path, case):
+    env, args, named = _mirror_case(tmp_path, case)
+    result = dry_run(tmp_path / "work", "results/table1.csv", *args, env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert named in out, out[-2000:]
+    assert "alfworld-download" not in out  # never the "no mirror given" advice: a mirror was given
+    assert not (tmp_path / "work" / "resources").exists()
 
 
 def test_dry_run_lists_dag_from_data_to_tables(tmp_path):

@@ -118,7 +118,7 @@ def _is_solvable(game: Path) -> bool:
 
 
 # --- preparation ---------------------------------------------------------------------------------------
-def _tarballs_for(splits: Iterable[str]) -> list[str]:
+def tarballs_for(splits: Iterable[str]) -> list[str]:
     folders = {split_dir(s) for s in splits}
     needed = [name for name, provides in TARBALLS.items() if folders & set(provides)]
     # the logic files come with the validation tarball: the official layout always has them
@@ -151,7 +151,7 @@ def prepare_alfworld_data(
         split_dir(split)  # validate early
     if mirror is not None:
         folder = _mirror_folder(mirror)
-        for name in _tarballs_for(splits):
+        for name in tarballs_for(splits):
             _extract_once(folder / name, dest)
         return dest
     return _download(dest)

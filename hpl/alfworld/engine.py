@@ -51,6 +51,12 @@ from hpl.envs.base import BenchmarkError
 
 #: the package versions whose internals this module relies on (checked by `check_versions`)
 PINNED_VERSIONS = {"textworld": "1.7.0", "fast-downward-textworld": "20.6.4", "alfworld": "0.4.2"}
+
+
+class EngineError(BenchmarkError):
+    """The engine itself failed (not the agent): the job stops instead of scoring it as an action."""
+
+
 #: bump when the pickled translation format changes
 _CACHE_FORMAT = 1
 
@@ -319,6 +325,52 @@ class CachedPddlEnv(PddlEnv):
         if "walkthrough" in self.request_infos.extras:
             self.state["extra.walkthrough"] = self.walkthrough or self._pddl_state.replan(self._entity_infos)
         return self.state
+
+    def step(self, command: str) -> tuple[GameState, int, bool]:
+        """`PddlEnv.step` of textworld 1.7.0, except that only a command that is not admissible gets
+        "Nothing happens.".
+
+        The stock step wraps the command lookup *and* the engine's work (applying the action, deriving its
+        feedback) in one `except ValueError`, so an engine fault on an admissible command would read as an
+        invalid action of the agent and be scored as one. Here such a fault raises EngineError.
+        """
+        command = command.strip()
+        self.prev_state = self.state
+        self.state = GameState()
+        self.state.last_command = command
+        self._last_action = None
+        valid = self.prev_state["_valid_commands"]
+        if command in valid:
+            self._last_action = self.prev_state["_valid_actions"][valid.index(command)]
+            try:
+                self._apply(self._last_action)
+            except Exception as err:
+                raise EngineError(
+                    f"the ALFWorld engine failed on the admissible command {command!r} of "
+                    f"{self._game_file}: {type(err).__name__}: {err}"
+                ) from err
+            self._moves += 1
+        else:
+            self.state.feedback = "Nothing happens."  # what the stock engine answers an invalid command
+        self.state.raw = self.state.feedback
+        self._gather_infos()
+        if "walkthrough" in self.request_infos.extras:
+            self.state["extra.walkthrough"] = self.prev_state["extra.walkthrough"]
+        self.state["score"] = 1 if self.state["won"] else 0
+        self.state["done"] = self.state["won"] or self.state["lost"]
+        return self.state, self.state["score"], self.state["done"]
+
+    def _apply(self, action: Any) -> None:
+        """Apply an admissible action and derive the engine's feedback text (the stock step's try body)."""
+        self._pddl_state.apply(action)
+        context = {
+            "state": self._pddl_state,
+            "facts": list(self._pddl_state.facts),
+            "variables": {ph.name: self._entity_infos[var.name] for ph, var in action.mapping.items()},
+            "mapping": action.mapping,
+            "entity_infos": self._entity_infos,
+        }
+        self.state.feedback = self._logic.grammar.derive(action.feedback_rule, context)
 
     def _gather_infos(self) -> None:
         if not self.fast_commands:

@@ -25,14 +25,12 @@ reached by host/port/user/password; it loads the dump only when the Spider datab
 from __future__ import annotations
 
 import atexit
-import ctypes
 import fcntl
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,6 +42,7 @@ import pymysql
 
 from hpl.envs.base import BenchmarkError
 from hpl.intercode.statements import split_statements
+from hpl.lifecycle import spawn_server
 
 #: the databases of ic_spider_dbs.sql (used to tell whether a server already holds the data)
 SPIDER_DATABASES = (
@@ -218,15 +217,6 @@ def find_program(name: str, configured: str | os.PathLike | None = None) -> str:
     if found is None:
         raise ServerError(_MISSING_SERVER.format(what=f"the MariaDB program {name}"))
     return found
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM the server when the job that started it dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except OSError:
-        pass
 
 
 class PrivateServer:
@@ -410,14 +400,14 @@ class PrivateServer:
         ]
 
     def _launch(self, mariadbd: str) -> None:
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        self.process = subprocess.Popen(
+        # its own session (a Ctrl-C reaches the job, which stops us cleanly); if the job dies uncleanly the
+        # kernel sends SIGTERM, MariaDB's clean shutdown, so a reused data directory stays sound
+        self.process = spawn_server(
             self._server_command(mariadbd),
+            death_signal=signal.SIGTERM,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C to the job's terminal reaches the job, which stops us cleanly
-            preexec_fn=preexec,
         )
 
     def _wait_ready(self) -> None:
