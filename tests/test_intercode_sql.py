@@ -122,6 +122,13 @@ def test_split_statements_respects_literals_and_comments():
         "KILL 1",
         "CALL p()",
         "LOAD DATA INFILE 'x' INTO TABLE t",
+        "/*! DROP TABLE t */",
+        "/*!50000 DROP TABLE t */",
+        "/*M! SET PASSWORD = PASSWORD('x'), @x = */ (SELECT 1)",
+        "/*M!100000 SET STATEMENT max_statement_time=0 FOR */ SELECT SLEEP(12)",
+        "SELECT 1 /*!, SLEEP(100) */",
+        "SELECT 'a\\' /*!, SLEEP(100) */ -- '",
+        "SELECT /*+ SET_VAR(max_statement_time=0) */ SLEEP(100)",
     ],
 )
 def test_statement_check_refuses_writes(sql):
@@ -144,6 +151,18 @@ def test_statement_check_refuses_writes(sql):
 )
 def test_statement_check_allows_reads(sql):
     assert read_only_violation(sql) is None
+
+
+def test_executable_comments_are_statements_not_comments():
+    """The dump loader and the check see MariaDB's /*M! */ as code, as the server does."""
+    assert [s.text for s in split_statements("/*M! SELECT 1 */; /*M!100000 SELECT 2 */")] == [
+        "/*M! SELECT 1 */",
+        "/*M!100000 SELECT 2 */",
+    ]
+    assert [s.text for s in split_statements("/* plain */ SELECT 1; /*+ hint */ SELECT 2")] == [
+        "/* plain */ SELECT 1",
+        "/*+ hint */ SELECT 2",
+    ]
 
 
 def test_action_forms():

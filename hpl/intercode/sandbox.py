@@ -31,7 +31,7 @@ import pymysql
 import pymysql.cursors
 
 from hpl.intercode.server import ConnectionSettings, ServerError, _error_text
-from hpl.intercode.statements import read_only_violation, split_statements
+from hpl.intercode.statements import read_only_violation, split_statements, text_violation
 
 #: the agent accounts' password; they can read public Spider data only, through a private socket by default
 READ_ONLY_PASSWORD = "hpl-intercode-read-only"
@@ -174,6 +174,9 @@ class Sandbox:
     @staticmethod
     def refusal(sql: str) -> str | None:
         """Why the statement check refuses `sql` (None: it may run)."""
+        invalid = text_violation(sql)
+        if invalid is not None:
+            return invalid
         statements = split_statements(sql)
         if not statements:
             return "empty query"
