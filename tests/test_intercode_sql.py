@@ -24,7 +24,7 @@ from hpl.envs.base import make_env
 from hpl.intercode.actions import format_sql_action, normalize_reply, parse_sql_action
 from hpl.intercode.expert import expert_trajectories
 from hpl.intercode.reward import iou, kendall_tau_b, score
-from hpl.intercode.sandbox import READ_ONLY_PASSWORD, ServerUnavailable, account_name
+from hpl.intercode.sandbox import READ_ONLY_PASSWORD, Sandbox, ServerUnavailable, account_name
 from hpl.intercode.server import DumpError, PrivateServer, ServerError, find_program
 from hpl.intercode.statements import read_only_violation, split_statements
 from hpl.intercode.tasks import AMBIGUOUS_GOLD, INVALID_GOLD, load_tasks, split_tasks
@@ -331,6 +331,8 @@ ATTACKS = {
     "load_file": ("SELECT LOAD_FILE('/etc/passwd')", "[(None,)]"),
     "other database": ("SELECT * FROM flight_2.airports", DENIED),
     "mysql.user": ("SELECT * FROM mysql.user", DENIED),
+    "describe other database": ("DESCRIBE flight_2.airports", DENIED),
+    "show databases": ("SHOW DATABASES", "[('information_schema',), ('world_1',)]"),
     "other database's schema": (
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'flight_2'",
         "[(0,)]",
@@ -496,6 +498,31 @@ def test_a_new_environment_repairs_a_damaged_account(env, intercode_mirror, sql_
     finally:
         admin.close()
     assert _without_password_dates(account_state(env)) == _without_password_dates(accounts)
+
+
+@needs_server
+def test_agent_sessions_read_literals_as_the_statement_check_does(sql_server):
+    """A server whose global sql_mode moves literal ends (NO_BACKSLASH_ESCAPES, ANSI_QUOTES) would run as
+    code what the check read as a string: `'a\\', @x := 1 -- '` assigns @x. Agent sessions drop those
+    modes, so the server reads one string, as the check does."""
+    sneaky = "SELECT 'a\\', @x := 1 -- '"
+    assert read_only_violation(sneaky) is None  # the check sees a single literal
+    admin = sql_server.settings.connect()
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT @@GLOBAL.sql_mode")
+            (mode,) = cursor.fetchone()
+            cursor.execute(f"SET GLOBAL sql_mode = '{mode},NO_BACKSLASH_ESCAPES,ANSI'")
+        sandbox = Sandbox(sql_server.settings, ["world_1"]).prepare()  # grants print "quoted" here
+        try:
+            assert sandbox.run("world_1", sneaky).rows == [("a', @x := 1 -- ",)]
+            assert sandbox.run("world_1", "SELECT @x").rows == [(None,)]
+        finally:
+            sandbox.close()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"SET GLOBAL sql_mode = '{mode}'")
+        admin.close()
 
 
 def _without_password_dates(state: list[tuple]) -> list[tuple]:

@@ -109,6 +109,7 @@ class Sandbox:
         self.max_result_bytes = int(max_result_bytes)
         self._admin_connection: Any = None
         self._mariadb = True
+        self._sql_mode: str | None = None  # the agent sessions' sql_mode where the server's must change
         self._agent: dict[str, Any] = {}  # db -> open agent connection
         self._dirty: set[str] = set()  # dbs whose session ran an agent statement since the last fresh one
         self._prepared = False
@@ -125,8 +126,10 @@ class Sandbox:
                 f"cannot reach the SQL server as {self.admin.user!r}: {_error_text(err)}"
             ) from None
         with connection.cursor() as cursor:
-            cursor.execute("SELECT VERSION()")
-            self._mariadb = "mariadb" in cursor.fetchone()[0].lower()
+            cursor.execute("SELECT VERSION(), @@GLOBAL.sql_mode")
+            version, sql_mode = cursor.fetchone()
+            self._mariadb = "mariadb" in version.lower()
+            self._sql_mode = _scanned_sql_mode(sql_mode)
             for db in self.databases:
                 for host in self.ACCOUNT_HOSTS:
                     account = f"'{account_name(db)}'@'{host}'"
@@ -163,9 +166,11 @@ class Sandbox:
     @staticmethod
     def _grants(cursor: Any, account: str) -> set[str]:
         """The account's grants as SHOW GRANTS prints them, without the password hash (MariaDB prints it),
-        lower-cased (the server prints database names lower-cased under lower_case_table_names=1)."""
+        lower-cased (the server prints database names lower-cased under lower_case_table_names=1), with
+        backquotes (a server in ANSI_QUOTES mode prints double quotes)."""
         cursor.execute(f"SHOW GRANTS FOR {account}")
-        return {_PASSWORD_CLAUSE.sub("", " ".join(row[0].split())).lower() for row in cursor.fetchall()}
+        grants = (_PASSWORD_CLAUSE.sub("", " ".join(row[0].split())) for row in cursor.fetchall())
+        return {grant.replace('"', "`").lower() for grant in grants}
 
     @staticmethod
     def _wanted_grants(account: str, db: str) -> set[str]:
@@ -186,7 +191,8 @@ class Sandbox:
             timer = f"max_statement_time = {self.statement_time_s:.3f}"
         else:
             timer = f"max_execution_time = {int(self.statement_time_s * 1000)}"
-        return f"SET SESSION {timer}, sql_select_limit = {self.max_rows + 1}"
+        limits = f"SET SESSION {timer}, sql_select_limit = {self.max_rows + 1}"
+        return limits if self._sql_mode is None else f"{limits}, sql_mode = '{self._sql_mode}'"
 
     def _connect_agent(self, db: str) -> Any:
         return self.admin.as_user(account_name(db), READ_ONLY_PASSWORD).connect(
@@ -439,6 +445,19 @@ def _is_server_failure(err: BaseException) -> bool:
         2014,
         2055,
     )
+
+
+#: sql_mode flags that change where a literal ends, so that the statement check would read text as a
+#: literal that the server runs as code (`SELECT 'a\', @x := 1 -- '` assigns under NO_BACKSLASH_ESCAPES)
+_LITERAL_MODES = frozenset({"NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI"})
+
+
+def _scanned_sql_mode(server_mode: str) -> str | None:
+    """The server's sql_mode without the flags the statement check does not model (None: no change).
+    MariaDB's and MySQL's defaults hold none of them; an external server might."""
+    modes = [mode for mode in server_mode.split(",") if mode]
+    kept = [mode for mode in modes if mode.upper() not in _LITERAL_MODES]
+    return None if kept == modes else ",".join(kept)
 
 
 def _bound_reads(connection: Any, deadline: float) -> None:
