@@ -52,7 +52,7 @@ ERROR_PREFIX = "Error executing query: "  # InterCode's prefix for every failed 
 #: client-side margin over the server's statement limit: the server's own (clearer) error comes first
 STEP_MARGIN_S = 1.0
 DEADLINE_SLACK_S = 0.05  # a read that fails this close to the deadline timed out at the deadline
-MAX_RESULT_BYTES = 16 * 2**20  # about 16 MB of row data per action (the largest gold result is ~40 kB)
+MAX_RESULT_BYTES = 16 * 2**20  # row data per action; the largest gold result holds about 16 kB
 
 
 _PASSWORD_CLAUSE = re.compile(r" IDENTIFIED BY PASSWORD '[^']*'", re.IGNORECASE)
