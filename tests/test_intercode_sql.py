@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pymysql
 import pytest
 
-from hpl import react
+from hpl import episodes, react
 from hpl.benchmarks import BENCHMARKS
 from hpl.envs.base import BenchmarkError, make_env
 from hpl.intercode.actions import NOT_UNDERSTOOD, format_sql_action, normalize_reply, parse_sql_action
@@ -30,7 +32,7 @@ from hpl.intercode.gold_check import (
     undetermined,
 )
 from hpl.intercode.reward import _round2, iou, kendall_tau_b, score
-from hpl.intercode.sandbox import READ_ONLY_PASSWORD, account_name
+from hpl.intercode.sandbox import READ_ONLY_PASSWORD, Sandbox, ServerUnavailable, account_name
 from hpl.intercode.server import DumpError, PrivateServer, ServerError, find_program
 from hpl.intercode.statements import read_only_violation, split_statements
 from hpl.intercode.tasks import (
@@ -172,6 +174,13 @@ def test_split_statements_respects_literals_and_comments():
         "KILL 1",
         "CALL p()",
         "LOAD DATA INFILE 'x' INTO TABLE t",
+        "/*! DROP TABLE t */",
+        "/*!50000 DROP TABLE t */",
+        "/*M! SET PASSWORD = PASSWORD('x'), @x = */ (SELECT 1)",
+        "/*M!100000 SET STATEMENT max_statement_time=0 FOR */ SELECT SLEEP(12)",
+        "SELECT 1 /*!, SLEEP(100) */",
+        "SELECT 'a\\' /*!, SLEEP(100) */ -- '",
+        "SELECT /*+ SET_VAR(max_statement_time=0) */ SLEEP(100)",
     ],
 )
 def test_statement_check_refuses_writes(sql):
@@ -194,6 +203,18 @@ def test_statement_check_refuses_writes(sql):
 )
 def test_statement_check_allows_reads(sql):
     assert read_only_violation(sql) is None
+
+
+def test_executable_comments_are_statements_not_comments():
+    """The dump loader and the check see MariaDB's /*M! */ as code, as the server does."""
+    assert [s.text for s in split_statements("/*M! SELECT 1 */; /*M!100000 SELECT 2 */")] == [
+        "/*M! SELECT 1 */",
+        "/*M!100000 SELECT 2 */",
+    ]
+    assert [s.text for s in split_statements("/* plain */ SELECT 1; /*+ hint */ SELECT 2")] == [
+        "/* plain */ SELECT 1",
+        "/*+ hint */ SELECT 2",
+    ]
 
 
 def test_action_forms():
@@ -409,45 +430,260 @@ def test_snapshot_restore(env):
     assert env.task_id == task_id and env.step("submit").reward == 1.0
 
 
-# --- sandbox -------------------------------------------------------------------------------------
-SANDBOX_CASES = {
-    "sleep": "SELECT SLEEP(100)",
-    "runaway join": "SELECT count(*) FROM city a, city b, city c",
-    "recursive cte": "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r, r AS s, r AS t",
-    "million rows": "SELECT a.ID, b.ID FROM city a, city b",
-    "million rows, explicit limit": "SELECT a.ID, b.ID FROM city a, city b LIMIT 2000000",
-    "drop": "DROP TABLE city",
-    "delete": "DELETE FROM city",
-    "insert": "INSERT INTO city (Name) VALUES ('x')",
-    "update": "UPDATE city SET Population = 0",
-    "grant": "GRANT ALL PRIVILEGES ON *.* TO CURRENT_USER",
-    "truncate": "TRUNCATE TABLE city",
-    "multi-statement": "SELECT 1; DROP TABLE city",
-    "multi-statement in fence": "```sql SELECT 1; DELETE FROM city ```",
-    "set": "SET SESSION max_statement_time = 0",
-    "other database": "SELECT * FROM flight_2.airports",
+# --- sandbox attack suite ------------------------------------------------------------------------
+REFUSED = "Error executing query: only read-only statements are allowed"
+HIDDEN = "Error executing query: executable comments and optimizer hints"
+STACKED = "Error executing query: only one statement per action is allowed"
+DENIED = "command denied to user"
+TIME_LIMIT = "Error executing query: Query execution was interrupted (max_statement_time exceeded)"
+
+#: name -> (agent action, text its observation must hold; an observation starting with "[" must be equal)
+ATTACKS = {
+    # every statement kind that is not a read
+    "drop": ("DROP TABLE city", REFUSED + " (SELECT, SHOW, DESCRIBE, EXPLAIN); refused: DROP"),
+    "delete": ("DELETE FROM city", "refused: DELETE"),
+    "insert": ("INSERT INTO city (Name) VALUES ('x')", "refused: INSERT"),
+    "replace": ("REPLACE INTO city (ID, Name) VALUES (1, 'x')", "refused: REPLACE"),
+    "update": ("UPDATE city SET Population = 0", "refused: UPDATE"),
+    "truncate": ("TRUNCATE TABLE city", "refused: TRUNCATE"),
+    "create table": ("CREATE TABLE x (a INT)", "refused: CREATE"),
+    "create temporary table": ("CREATE TEMPORARY TABLE x AS SELECT * FROM city", "refused: CREATE"),
+    "alter table": ("ALTER TABLE city ADD COLUMN x INT", "refused: ALTER"),
+    "rename table": ("RENAME TABLE city TO town", "refused: RENAME"),
+    "handler": ("HANDLER city OPEN", "refused: HANDLER"),
+    "lock tables": ("LOCK TABLES city WRITE", "refused: LOCK"),
+    "load data": ("LOAD DATA INFILE '/etc/passwd' INTO TABLE city", "refused: LOAD"),
+    "load data local": ("LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE city", "refused: LOAD"),
+    "prepare": ("PREPARE s FROM 'DROP TABLE city'", "refused: PREPARE"),
+    "execute immediate": ("EXECUTE IMMEDIATE 'DROP TABLE city'", "refused: EXECUTE"),
+    "call": ("CALL mysql.x()", "refused: CALL"),
+    "do": ("DO SLEEP(100)", "refused: DO"),
+    "use": ("USE flight_2", "refused: USE"),
+    "kill": ("KILL CONNECTION_ID()", "refused: KILL"),
+    "flush": ("FLUSH PRIVILEGES", "refused: FLUSH"),
+    "transaction": ("START TRANSACTION", "refused: START"),
+    "shutdown": ("SHUTDOWN", "refused: SHUTDOWN"),
+    "optimize": ("OPTIMIZE TABLE city", "refused: OPTIMIZE"),
+    # privilege and account changes
+    "grant": ("GRANT ALL PRIVILEGES ON *.* TO CURRENT_USER", "refused: GRANT"),
+    "revoke": ("REVOKE SELECT ON world_1.* FROM CURRENT_USER", "refused: REVOKE"),
+    "set password": ("SET PASSWORD = PASSWORD('x')", "refused: SET"),
+    "alter user": ("ALTER USER CURRENT_USER IDENTIFIED BY 'x'", "refused: ALTER"),
+    "create user": ("CREATE USER evil IDENTIFIED BY 'x'", "refused: CREATE"),
+    "drop user": ("DROP USER CURRENT_USER", "refused: DROP"),
+    "set role": ("SET ROLE NONE", "refused: SET"),
+    "set variable": ("SET SESSION max_statement_time = 0", "refused: SET"),
+    "set statement": ("SET STATEMENT max_statement_time = 0 FOR SELECT SLEEP(100)", "refused: SET"),
+    # reads that write or keep state
+    "into outfile": ("SELECT * FROM city INTO OUTFILE '/tmp/hpl-city'", "refused keyword: INTO"),
+    "into dumpfile": (
+        "SELECT Name FROM city LIMIT 1 INTO DUMPFILE '/tmp/hpl-city'",
+        "refused keyword: DUMPFILE",
+    ),
+    "into variable": ("SELECT Name INTO @x FROM city LIMIT 1", "refused keyword: INTO"),
+    "assignment": ("SELECT @x := 1", "Error executing query: assignments to variables are not allowed"),
+    "for update": ("SELECT * FROM city FOR UPDATE", "refused keyword: UPDATE"),
+    "share lock": ("SELECT * FROM city LOCK IN SHARE MODE", "refused keyword: LOCK"),
+    # file access and other databases: privileges (no FILE, SELECT on world_1 only)
+    "load_file": ("SELECT LOAD_FILE('/etc/passwd')", "[(None,)]"),
+    "other database": ("SELECT * FROM flight_2.airports", DENIED),
+    "mysql.user": ("SELECT * FROM mysql.user", DENIED),
+    "describe other database": ("DESCRIBE flight_2.airports", DENIED),
+    "show databases": ("SHOW DATABASES", "[('information_schema',), ('world_1',)]"),
+    "other database's schema": (
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'flight_2'",
+        "[(0,)]",
+    ),
+    # every executable comment form, optimizer hints, and real comments that hide a second statement
+    "/*! */": ("/*! DROP TABLE city */", HIDDEN + " (/*! ... */) are not allowed"),
+    "/*!NNNNN */": ("/*!50000 DROP TABLE city */", "(/*! ... */)"),
+    "/*M! */ password": ("/*M! SET PASSWORD = PASSWORD('x'), @x = */ (SELECT 1)", "(/*M! ... */)"),
+    "/*M!NNNNNN */ time limit": (
+        "/*M!100000 SET STATEMENT max_statement_time=0 FOR */ SELECT SLEEP(12) FROM city LIMIT 4",
+        "(/*M! ... */)",
+    ),
+    "/*M! */ time limit (issue)": (
+        "/*M! SET STATEMENT max_statement_time=0 FOR */ SELECT SLEEP(12), Name FROM city LIMIT 4",
+        "(/*M! ... */)",
+    ),
+    "/*m! */ lower case": ("/*m! SET PASSWORD = PASSWORD('x') */ SELECT 1", "(/*m! ... */)"),
+    "/*! */ inside a select": ("SELECT 1 /*!, SLEEP(100) */", "(/*! ... */)"),
+    "/*! */ inside a literal": ("SELECT 'a\\' /*!, SLEEP(100) */ -- '", "(/*! ... */)"),
+    "/*+ */ hint": ("SELECT /*+ SET_VAR(max_statement_time=0) */ SLEEP(100)", "(/*+ ... */)"),
+    "line comment hides a statement": ("SELECT 1 -- x\n; DROP TABLE city", STACKED + "; got 2"),
+    "hash comment hides a statement": ("SELECT 1 # x\n; DROP TABLE city", STACKED + "; got 2"),
+    "block comment before a write": ("/* SELECT */ DROP TABLE city", "refused: DROP"),
+    # stacked statements
+    "stacked write": ("SELECT 1; DROP TABLE city", STACKED + "; got 2"),
+    "stacked reads": ("SELECT 1; SELECT 2", STACKED + "; got 2"),
+    "stacked in a fence": ("```sql SELECT 1; DELETE FROM city ```", STACKED + "; got 2"),
+    "stacked after a literal": ("SELECT ';'; DROP TABLE city", STACKED + "; got 2"),
+    # time bombs (the server's limit, STATEMENT_TIME_S)
+    "sleep": ("SELECT SLEEP(100)", TIME_LIMIT),
+    "slow rows": ("SELECT SLEEP(0.6), Name FROM city LIMIT 10", TIME_LIMIT),
+    "runaway join": ("SELECT count(*) FROM city a, city b, city c", TIME_LIMIT),
+    "recursive cte": (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r, r AS s, r AS t",
+        "Error executing query: ",
+    ),
+    "benchmark": ("SELECT BENCHMARK(1000000000000, MD5('x'))", "[(0,)]"),  # interrupted: 0
+    # row bombs
+    "million rows": ("SELECT a.ID, b.ID FROM city a, city b", "the result has more than 10000 rows"),
+    "million rows, explicit limit": (
+        "SELECT a.ID, b.ID FROM city a, city b LIMIT 2000000",
+        "the result has more than 10000 rows",
+    ),
+    "wide rows": ("SELECT REPEAT('x', 1000000) FROM city", "the result is larger than 16 MB"),
+    # invalid text
+    "lone surrogate": ("SELECT '\udcff'", "the query is not valid text: character '\\udcff' at position 8"),
+    "only a surrogate": ("\udcff", "the query is not valid text"),
+    "surrogates in a fence": ("```sql SELECT Name FROM city WHERE Name = '\ud800' ```", "not valid text"),
+    "huge text": ("SELECT " + "1" * 100_000, "the query is too long (100007 characters; at most 65536)"),
+    "empty": ("", "Error executing query: empty query"),
+    "only a comment": ("-- nothing", "Error executing query: empty query"),
+    "unterminated literal": ("SELECT 'abc", "You have an error in your SQL syntax"),
+    "nul character": ("SELECT 'a\x00b'", "[('a\\x00b',)]"),
 }
 
 
 @pytest.fixture(scope="module")
 def world_task(env):
-    return next(t for t in env.tasks if env.task(t).db == "world_1")
+    """A world_1 task whose gold query scores 1 (the attacks target world_1)."""
+    return next(t for t in env.task_ids("train") if env.task(t).db == "world_1")
+
+
+def account_state(env) -> list[tuple]:
+    """Every agent account as the server stores it: password hash, limits, lock, and its grants."""
+    connection = env.server.settings.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT User, Host, Priv FROM mysql.global_priv WHERE User LIKE 'hpl\\_ro\\_%' ORDER BY 1, 2"
+            )
+            accounts = list(cursor.fetchall())
+            grants = []
+            for user, host, _ in accounts:
+                cursor.execute(f"SHOW GRANTS FOR '{user}'@'{host}'")
+                grants.extend(cursor.fetchall())
+    finally:
+        connection.close()
+    assert len(accounts) == 2 * len(env.sandbox.databases)
+    return accounts + grants
 
 
 @needs_server
-@pytest.mark.parametrize("case", sorted(SANDBOX_CASES))
-def test_sandbox_bounds_and_refuses(env, world_task, case):
-    before = env.sandbox.row_counts()
+@pytest.mark.parametrize("case", list(ATTACKS))
+def test_sandbox_attack(env, world_task, case):
+    """Each attack gets its observation within the time bound, and leaves the data, the accounts and the
+    next normal episode as they were."""
+    action, expected = ATTACKS[case]
+    checksums, accounts = env.sandbox.table_checksums(), account_state(env)
     env.reset(world_task)
     began = time.monotonic()
-    result = env.step(SANDBOX_CASES[case])
+    result = env.step(action)
     elapsed = time.monotonic() - began
     assert elapsed < BOUND_S, f"{case} took {elapsed:.1f} s"
-    assert result.observation.startswith("Error executing query: ") and result.info["invalid"], (
-        result.observation
+    if expected.startswith("["):
+        assert result.observation == expected
+    else:
+        assert expected in result.observation and result.info["invalid"], result.observation
+    assert not result.done and result.reward == 0.0
+    assert env.sandbox.table_checksums() == checksums
+    assert account_state(env) == accounts
+    assert play(env, world_task, format_sql_action(env.task(world_task).gold), "submit").reward == 1.0
+
+
+@needs_server
+def test_step_deadline_bounds_a_statement_that_lifts_the_server_limit(env):
+    """Past the statement check, the client-side deadline still bounds a step: `SET STATEMENT` lifts
+    max_statement_time, and 4 rows of SLEEP(1) would stream for 4 s; the step ends at the deadline and
+    the server stops the query."""
+    sandbox = env.sandbox
+    sandbox.fresh_session("world_1")
+    connection = sandbox._agent_connection("world_1")
+    thread_id = connection.thread_id()
+    began = time.monotonic()
+    rows, error = sandbox._execute(
+        "world_1", connection, "SET STATEMENT max_statement_time = 0 FOR SELECT SLEEP(1) FROM city LIMIT 4"
     )
-    assert env.sandbox.row_counts() == before
-    assert not env.step("SELECT count(*) FROM city").info["invalid"]  # the sandbox still works
+    elapsed = time.monotonic() - began
+    assert rows is None and "took longer than 2 s" in error
+    assert sandbox.step_time_s == STATEMENT_TIME_S + 1.0 and elapsed < sandbox.step_time_s + 0.5
+    assert _wait_until(lambda: thread_id not in _server_threads(env), 5.0)  # killed on the server too
+    assert sandbox.run("world_1", "SELECT count(*) FROM city").ok
+
+
+def _server_threads(env) -> set[int]:
+    connection = env.server.settings.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM information_schema.processlist")
+            return {row[0] for row in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+def _wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@needs_server
+def test_a_new_environment_repairs_a_damaged_account(env, intercode_mirror, sql_server, world_task):
+    """An account damaged before the job (its password changed, a grant added, limits set, locked: state
+    that outlives sessions, and jobs on an external server) is put back when an environment starts."""
+    accounts = account_state(env)
+    user = account_name("world_1")
+    admin = sql_server.settings.connect()
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"SET PASSWORD FOR '{user}'@'localhost' = PASSWORD('changed')")
+            cursor.execute(f"GRANT SELECT ON flight_2.* TO '{user}'@'localhost'")
+            cursor.execute(f"ALTER USER '{user}'@'%' WITH MAX_USER_CONNECTIONS 1 ACCOUNT LOCK")
+        with pytest.raises(pymysql.MySQLError, match="Access denied"):
+            sql_server.settings.as_user(user, READ_ONLY_PASSWORD).connect(database="world_1")
+        fresh = make_env("intercode_sql", data_dir=intercode_mirror, server=sql_server)
+        try:
+            gold = format_sql_action(fresh.task(world_task).gold)
+            assert play(fresh, world_task, gold, "submit").reward == 1.0
+        finally:
+            fresh.close()
+    finally:
+        admin.close()
+    assert _without_password_dates(account_state(env)) == _without_password_dates(accounts)
+
+
+@needs_server
+def test_agent_sessions_read_literals_as_the_statement_check_does(sql_server):
+    """A server whose global sql_mode moves literal ends (NO_BACKSLASH_ESCAPES, ANSI_QUOTES) would run as
+    code what the check read as a string: `'a\\', @x := 1 -- '` assigns @x. Agent sessions drop those
+    modes, so the server reads one string, as the check does."""
+    sneaky = "SELECT 'a\\', @x := 1 -- '"
+    assert read_only_violation(sneaky) is None  # the check sees a single literal
+    admin = sql_server.settings.connect()
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT @@GLOBAL.sql_mode")
+            (mode,) = cursor.fetchone()
+            cursor.execute(f"SET GLOBAL sql_mode = '{mode},NO_BACKSLASH_ESCAPES,ANSI'")
+        sandbox = Sandbox(sql_server.settings, ["world_1"]).prepare()  # grants print "quoted" here
+        try:
+            assert sandbox.run("world_1", sneaky).rows == [("a', @x := 1 -- ",)]
+            assert sandbox.run("world_1", "SELECT @x").rows == [(None,)]
+        finally:
+            sandbox.close()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"SET GLOBAL sql_mode = '{mode}'")
+        admin.close()
+
+
+def _without_password_dates(state: list[tuple]) -> list[tuple]:
+    return [tuple(re.sub(r'"password_last_changed":\d+,', "", str(v)) for v in row) for row in state]
 
 
 @needs_server
@@ -465,7 +701,7 @@ def test_sandbox_bounds_and_refuses(env, world_task, case):
 )
 def test_privileges_refuse_writes_without_the_statement_check(env, sql):
     """The second layer: the agent account itself cannot write, even if the statement check let SQL by."""
-    before = env.sandbox.row_counts()
+    before = env.sandbox.table_checksums()
     connection = env.server.settings.as_user(account_name("world_1"), READ_ONLY_PASSWORD).connect(
         database="world_1"
     )
@@ -474,7 +710,7 @@ def test_privileges_refuse_writes_without_the_statement_check(env, sql):
             cursor.execute(sql)
     finally:
         connection.close()
-    assert env.sandbox.row_counts() == before
+    assert env.sandbox.table_checksums() == before
 
 
 @needs_server
@@ -627,10 +863,143 @@ def test_expert_trajectories(env):
 @needs_server
 def test_a_failed_gold_query_does_not_break_the_later_ones(env, world_task):
     # the administrator session dies under the client (a dropped socket, as under heavy load) while
-    # pymysql still calls it open: that gold query fails, the next one reconnects and succeeds
+    # pymysql still calls it open: that gold query raises a server failure, the next one reconnects
     task = env.task(world_task)
     expected = env.sandbox.gold_rows(task.db, task.gold)
     env.sandbox._admin()._sock.shutdown(socket.SHUT_RDWR)
-    with pytest.raises(pymysql.MySQLError):
+    with pytest.raises(ServerUnavailable, match="gold query on world_1"):
         env.sandbox.gold_rows(task.db, task.gold)
     assert env.sandbox.gold_rows(task.db, task.gold) == expected
+    # through the environment the failure is recovered, and never cached as an empty gold answer
+    env._gold.pop(world_task, None)
+    env.sandbox._admin()._sock.shutdown(socket.SHUT_RDWR)
+    assert env.gold_rows(world_task) == expected and env.gold_error(world_task) is None
+
+
+# --- server failures inside an evaluation --------------------------------------------------------
+class GoldAgent:
+    """A scripted agent that sends the task's gold query, then submits; `before_call(n)` runs before its
+    n-th batch of replies (where a test kills the server)."""
+
+    def __init__(self, env, before_call=None) -> None:
+        self.env, self.before_call, self.calls = env, before_call, 0
+
+    def act(self, conversations, temperature=0.0, keys=None):
+        if self.before_call is not None:
+            self.before_call(self.calls)
+        self.calls += 1
+        replies = []
+        for key in keys:
+            run_id, turn = key.rsplit("/", 1)
+            action = format_sql_action(self.env.task(run_id).gold) if turn == "0" else "submit"
+            replies.append(f"Thought: step {turn}.\nAction: {action}")
+        return replies
+
+
+def evaluate(intercode_mirror, sql_server, tasks, kill_before_call=None, **settings):
+    """Play `tasks` two at a time through `hpl.episodes.play`; return the rows it recorded and the
+    exception that ended it (None when it finished)."""
+    made = []
+
+    def new_env():
+        made.append(
+            make_env(
+                "intercode_sql",
+                data_dir=intercode_mirror,
+                server=sql_server,
+                statement_time_s=STATEMENT_TIME_S,
+                **settings,
+            )
+        )
+        return made[-1]
+
+    def before_call(n):
+        if n == kill_before_call:
+            kill_server(sql_server)
+
+    rows = []
+    agent = GoldAgent(make_env("intercode_sql", data_dir=intercode_mirror, server=sql_server), before_call)
+    try:
+        episodes.play(new_env, agent, tasks, parallel=2, on_finish=lambda e: rows.append(e.record()))
+    except ServerError as err:
+        return rows, err, made
+    finally:
+        agent.env.close()
+    return rows, None, made
+
+
+def kill_server(server: PrivateServer) -> None:
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def eval_tasks(env):
+    return env.task_ids("test")[:6]
+
+
+@needs_server
+def test_a_killed_server_is_restarted_and_the_evaluation_gives_the_same_rows(
+    env, intercode_mirror, sql_server, eval_tasks, world_task
+):
+    reference, failure, _ = evaluate(intercode_mirror, sql_server, eval_tasks)
+    assert failure is None and [row["reward"] for row in reference] == [1.0] * 6
+    pid, restarts = sql_server.process.pid, sql_server.restarts
+    # killed after the first two episodes, with two more reset (their gold rows read) and about to query
+    rows, failure, made = evaluate(intercode_mirror, sql_server, eval_tasks, kill_before_call=2)
+    assert failure is None and rows == reference
+    assert sql_server.running and sql_server.process.pid != pid and sql_server.restarts == restarts + 1
+    assert sum(e._server_restarts for e in made) == 1  # one environment restarted it, the other reconnected
+    # an environment that held sessions of the killed server reconnects and goes on
+    result = play(env, world_task, format_sql_action(env.task(world_task).gold), "submit")
+    assert result.reward == 1.0 and env._server_restarts == 0
+
+
+@needs_server
+def test_a_server_killed_during_a_query_gives_the_same_observation(env, sql_server, world_task):
+    env.reset(world_task)
+    action = "SELECT SLEEP(0.8), count(*) FROM city"
+    undisturbed = env.step(action).observation
+    killer = threading.Timer(0.3, kill_server, (sql_server,))
+    killer.start()
+    try:
+        result = env.step(action)
+    finally:
+        killer.join()
+    assert result.observation == undisturbed == "[(0, 4079)]" and not result.info["invalid"]
+    assert env._server_restarts == 1 and sql_server.running
+
+
+@needs_server
+def test_a_server_that_may_not_restart_stops_the_job_naming_it(intercode_mirror, sql_server, eval_tasks):
+    reference, _, _ = evaluate(intercode_mirror, sql_server, eval_tasks)
+    try:
+        rows, failure, _ = evaluate(
+            intercode_mirror, sql_server, eval_tasks, kill_before_call=2, max_server_restarts=0
+        )
+    finally:
+        sql_server.revive()  # for the tests after this one
+    assert isinstance(failure, ServerError)
+    message = str(failure)
+    assert "max_server_restarts = 0" in message and "the private mariadbd in" in message
+    assert str(sql_server.folder) in message and "exited with code -9" in message
+    assert "ready for connections" in message  # the end of the server's log
+    # only the episodes that ended before the kill were recorded, exactly as without a failure
+    assert rows == reference[:2]
+
+
+@needs_server
+def test_a_hung_server_stops_the_job_naming_it(env, sql_server, world_task):
+    """A server that stops answering (SIGSTOP) is not a slow query of the agent: the step raises
+    ServerError naming the server, within the step deadline plus the bounded probes (about 10 s)."""
+    env.reset(world_task)
+    sql_server.process.send_signal(signal.SIGSTOP)
+    began = time.monotonic()
+    try:
+        with pytest.raises(ServerError, match="does not answer") as failure:
+            env.step("SELECT count(*) FROM city")
+    finally:
+        sql_server.process.send_signal(signal.SIGCONT)
+    assert time.monotonic() - began < 15.0
+    assert str(sql_server.folder) in str(failure.value) and "running" in str(failure.value)
+    assert not env.step("SELECT count(*) FROM city").info["invalid"]  # answers again once resumed

@@ -25,6 +25,13 @@ How it follows InterCode (princeton-nlp/intercode) and ETO/IPR:
 - Snapshots: agent SQL cannot write and sessions hold no state, so the state is just (latest result, turn
   count, done, reward) plus the base class's task and action list: restore is a copy (fast_restore).
 
+Server failures: a server that cannot be reached or drops a session raises `ServerUnavailable` in the
+sandbox, never an error observation. The environment then starts a private server again if its process died
+(at most `max_server_restarts` times per environment), reconnects and runs the failed call again: the
+episode needs no replay beyond that call, because sessions hold no state and agent SQL changes nothing,
+so the episode's state (latest rows, turns) is in this object. If that fails too, `ServerError` names
+the server and ends its log: the job stops rather than scoring an episode without a server.
+
 Server settings (`server=`): a running server object (`PrivateServer`/`ExternalServer`, owned by the caller),
 or a dict of `hpl.intercode.server.make_server` settings (`folder` for a private server, or
 `host`/`port`/`user`/`password` for an existing one; the environment then owns and stops it), or None: a
@@ -33,7 +40,9 @@ private server in a temporary folder.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +52,8 @@ import pymysql
 from hpl.envs.base import BenchmarkError, Environment, StepResult, register_env
 from hpl.intercode.actions import INVALID, NOT_UNDERSTOOD, SUBMIT, parse_sql_action
 from hpl.intercode.reward import REWARDS, score
-from hpl.intercode.sandbox import ERROR_PREFIX, Sandbox
-from hpl.intercode.server import ExternalServer, PrivateServer, make_server
+from hpl.intercode.sandbox import ERROR_PREFIX, Sandbox, ServerUnavailable
+from hpl.intercode.server import ExternalServer, PrivateServer, ServerError, make_server
 from hpl.intercode.tasks import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_SIZE,
@@ -72,6 +81,8 @@ INSTRUCTION = (
     "in it should be commented out.\n"
     "The SQL query and submit parts can not appear in your output simultaneously."
 )
+
+log = logging.getLogger(__name__)
 
 OBSERVATION_CHARS = 350  # ETO/IPR cut every observation at 350 characters and add "..."
 TRUNCATION_POLICIES = ("zero", "latest")
@@ -115,6 +126,8 @@ class InterCodeSQLEnv(Environment):
         truncation_reward: str = "zero",
         schema_hint: bool = False,
         max_turns: int = 10,
+        step_time_s: float | None = None,
+        max_server_restarts: int = 3,
     ) -> None:
         super().__init__()
         self.max_turns = max_turns
@@ -131,11 +144,17 @@ class InterCodeSQLEnv(Environment):
         self.reward_kind = reward
         self.truncation_reward = truncation_reward
         self.schema_hint = bool(schema_hint)
+        self.max_server_restarts = int(max_server_restarts)
+        self._server_restarts = 0
         self.server, self._owns_server = self._open_server(server)
         databases = sorted({task.db for task in self.tasks.values()})
         try:
             self.sandbox = Sandbox(
-                self.server.settings, databases, statement_time_s=statement_time_s, max_rows=max_rows
+                self.server.settings,
+                databases,
+                statement_time_s=statement_time_s,
+                max_rows=max_rows,
+                step_time_s=step_time_s,
             ).prepare()
         except BaseException:
             if self._owns_server:
@@ -199,7 +218,7 @@ class InterCodeSQLEnv(Environment):
             return StepResult("Submitted.", self._reward, True, {"invalid": False, "submitted": True})
         if kind == INVALID:  # nothing runs, so the latest result stays what a submit scores (as in IPR)
             return StepResult(NOT_UNDERSTOOD, 0.0, False, {"invalid": True, "understood": False})
-        outcome = self.sandbox.run(task.db, sql)
+        outcome = self._on_server(self.sandbox.run, task.db, sql)
         self._last_rows = outcome.rows
         text = str(outcome.rows) if outcome.ok else error_observation(str(outcome.error))
         info = {
@@ -257,12 +276,13 @@ class InterCodeSQLEnv(Environment):
         return self._lookup(task_id)
 
     def gold_rows(self, task_id: str) -> list[tuple]:
-        """The gold query's rows (cached per task). A gold query that fails gives [] as in InterCode; the
-        split leaves those tasks out (`hpl.intercode.tasks.INVALID_GOLD`)."""
+        """The gold query's rows (cached per task). A gold query the server refuses as SQL gives [] as in
+        InterCode; the split leaves those tasks out (`hpl.intercode.tasks.INVALID_GOLD`). A server failure
+        is never cached: it raises ServerError after one recovery attempt (`_on_server`)."""
         if task_id not in self._gold:
             task = self._lookup(task_id)
             try:
-                self._gold[task_id] = self.sandbox.gold_rows(task.db, task.gold)
+                self._gold[task_id] = self._on_server(self.sandbox.gold_rows, task.db, task.gold)
             except pymysql.MySQLError as err:
                 self._gold[task_id] = []
                 self._gold_errors[task_id] = ERROR_PREFIX + str(err.args[-1])
@@ -271,6 +291,40 @@ class InterCodeSQLEnv(Environment):
     def gold_error(self, task_id: str) -> str | None:
         self.gold_rows(task_id)
         return self._gold_errors.get(task_id)
+
+    # --- server failures --------------------------------------------------------------------------------
+    def _on_server(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)`; after a server failure, recover (`_recover`) and call once more. A second
+        failure raises ServerError naming the server: no observation or reward without a server."""
+        try:
+            return call(*args)
+        except ServerUnavailable as err:
+            self._recover(err)
+        try:
+            return call(*args)
+        except ServerUnavailable as err:
+            raise ServerError(
+                f"intercode_sql: the SQL server failed again right after recovering: {err}; "
+                f"{self.server.describe()}"
+            ) from None
+
+    def _recover(self, failure: ServerUnavailable) -> None:
+        """Drop every session; start the server again if its process died (within the restart budget)."""
+        report = self.server.describe()
+        self.sandbox.reset()
+        may_restart = self._server_restarts < self.max_server_restarts
+        try:
+            if self.server.revive(restart=may_restart):
+                self._server_restarts += 1
+                log.warning("intercode_sql: restarted the SQL server after: %s; before: %s", failure, report)
+            self.sandbox.prepare()
+        except ServerError as err:
+            spent = (
+                "" if may_restart else f" (no restart left: max_server_restarts = {self.max_server_restarts})"
+            )
+            raise ServerError(
+                f"intercode_sql: the SQL server failed ({failure}) and did not come back{spent}: {err}"
+            ) from None
 
     def _score(self, rows: list[tuple] | None) -> float:
         assert self._task is not None

@@ -199,6 +199,16 @@ class ExternalServer:
     def stop(self) -> None:
         """Nothing to stop: the server is not ours."""
 
+    def revive(self, restart: bool = True) -> bool:
+        """After a failure: check that the server answers again (ServerError if not). Someone else runs it:
+        it is never restarted here, whatever `restart` says."""
+        self.start()
+        return False
+
+    def describe(self) -> str:
+        """The server, for an error message."""
+        return f"the SQL server at {self.settings.host}:{self.settings.port} (user {self.settings.user!r})"
+
     def __enter__(self) -> ExternalServer:
         return self.start()
 
@@ -243,6 +253,7 @@ class PrivateServer:
         self.ready_timeout_s = ready_timeout_s
         self.buffer_pool = buffer_pool
         self.process: subprocess.Popen | None = None
+        self.restarts = 0  # how often `revive` started the server again after its process died
         self.loaded_dump = False  # True when this start loaded the dump (False: reused a loaded data dir)
         self.start_seconds: float | None = None
         self._lock_handle: Any = None
@@ -326,6 +337,45 @@ class PrivateServer:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
         self._release_lock()
+
+    def revive(self, restart: bool = True, answer_timeout_s: float = 5.0) -> bool:
+        """After a failure: start the server again if its process died and `restart` allows it (the data
+        directory, loaded and only ever read, is reused: about 0.15 s); True when it was restarted. A live
+        process must answer within `answer_timeout_s`; a dying one (its sockets close before it can be
+        reaped) is waited for. ServerError naming the server and its log when it does not come back."""
+        deadline = time.monotonic() + answer_timeout_s
+        while self.running:
+            try:
+                # a read timeout too: a hung (stopped) server accepts the connection but never greets
+                self.settings.connect(connect_timeout=2, read_timeout=2).close()
+                return False
+            except pymysql.MySQLError as err:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"the SQL server does not answer ({_error_text(err)}); {self.describe()}"
+                    ) from None
+                time.sleep(self.READY_POLL_S)
+        if not restart:
+            raise ServerError(f"the SQL server died; {self.describe()}")
+        self.stop()  # releases the folder's lock and the socket folder of the dead process
+        self.start()
+        self.restarts += 1
+        return True
+
+    def describe(self) -> str:
+        """The server and the end of its log, for an error message."""
+        process = self.process
+        state = (
+            "not running"
+            if process is None
+            else f"pid {process.pid}, running"
+            if process.poll() is None
+            else f"pid {process.pid}, exited with code {process.returncode}"
+        )
+        return (
+            f"the private mariadbd in {self.folder} ({state}); its log {self.error_log} ends with:\n"
+            f"{self._log_tail()}"
+        )
 
     def __enter__(self) -> PrivateServer:
         self._install_sigterm_handler()

@@ -9,7 +9,11 @@ The read-only check is a *second* line of defence: the agent's database account 
 write fails at the server even if this check were fooled. The check exists so that a refused statement
 gets a clear observation before reaching the server, and so that statements that need no privilege but
 change session state (SET, `@var :=`, SELECT ... INTO @var) are refused too: a session without mutable
-state is what lets a snapshot be just (last result, turn count).
+state is what lets a snapshot be just (last result, turn count). Some statements need no privilege and
+outlive the session: `SET PASSWORD` changes the agent account's own password (every later login fails),
+`SET STATEMENT max_statement_time=0 FOR` lifts the time limit. Both are refused as first keywords, and
+neither may hide in an executable comment (`/*! */`, `/*M! */`), which the server runs although it looks
+like a comment: those, and optimizer hints (`/*+ */`), are refused anywhere in the text.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ FORBIDDEN_WORDS = frozenset(
 )
 
 
+#: the longest agent statement sent to the server (gold queries are under 1 000 characters)
+MAX_STATEMENT_CHARS = 65_536
+
+
 @dataclass(frozen=True)
 class Statement:
     """One statement of a script: its text (without the final `;`) and the 1-based line it starts on."""
@@ -72,11 +80,24 @@ def _skip_quoted(text: str, start: int, quote: str) -> int:
     return n
 
 
+#: comment openings the server does not ignore: MySQL's executable comment `/*!` and `/*!NNNNN`,
+#: MariaDB's `/*M!` and `/*M!NNNNNN` (the server runs their content), and optimizer hints `/*+` (MySQL 8
+#: and MariaDB 12 hints such as MAX_EXECUTION_TIME and SET_VAR change the statement's own limits).
+#: Matched case-insensitively: refusing a lower-case `/*m!` the server would ignore costs nothing.
+EXECUTABLE_COMMENT = re.compile(r"/\*(?:!|[Mm]!|\+)")
+
+
+def executable_comment(text: str) -> str | None:
+    """The first executable comment or optimizer hint opening in `text` (anywhere), or None."""
+    match = EXECUTABLE_COMMENT.search(text)
+    return match.group(0) if match else None
+
+
 def _skip_comment(text: str, start: int) -> int | None:
     """Index just past a comment starting at `start`, or None when no comment starts there.
 
-    `/*! ... */` is MySQL's *executable* comment (the server runs its content), so it is not skipped:
-    it stays part of the statement text.
+    Executable comments and hints (`EXECUTABLE_COMMENT`) are not skipped: the server runs or obeys their
+    content, so it stays part of the statement text (a dump's `/*!40101 SET ... */;` is a statement).
     """
     if text.startswith("--", start) and (start + 2 == len(text) or text[start + 2] in " \t\r\n"):
         end = text.find("\n", start)
@@ -84,7 +105,7 @@ def _skip_comment(text: str, start: int) -> int | None:
     if text.startswith("#", start):
         end = text.find("\n", start)
         return len(text) if end < 0 else end
-    if text.startswith("/*", start) and not text.startswith("/*!", start):
+    if text.startswith("/*", start) and not EXECUTABLE_COMMENT.match(text, start):
         end = text.find("*/", start + 2)
         return len(text) if end < 0 else end + 2
     return None
@@ -154,8 +175,30 @@ def first_keyword(text: str) -> str:
     return match.group(0).upper() if match else ""
 
 
+def text_violation(text: str, max_chars: int = MAX_STATEMENT_CHARS) -> str | None:
+    """Why `text` cannot be sent to the server as a query at all, or None.
+
+    Agent text is arbitrary: a lone surrogate (e.g. '\\udcff' from a decoding error) cannot be encoded for
+    the wire, and a text beyond the server's packet limit makes the server drop the connection, which
+    would look like a server failure.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"the query is not valid text: character {text[err.start]!a} at position {err.start}"
+    if len(text) > max_chars:
+        return f"the query is too long ({len(text)} characters; at most {max_chars})"
+    return None
+
+
 def read_only_violation(statement: str) -> str | None:
     """Why `statement` is not a read-only query, or None when it is one."""
+    hidden = executable_comment(statement)
+    if hidden is not None:
+        # searched in the raw text, literals included: our idea of where a literal ends could differ
+        # from the server's (e.g. NO_BACKSLASH_ESCAPES on an external server), and an executable comment
+        # is the one construct that turns text the check skipped into code the server runs
+        return f"executable comments and optimizer hints ({hidden} ... */) are not allowed"
     code = code_only(statement)
     verb = first_keyword(statement)
     if verb not in READ_ONLY_VERBS:
