@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 ACTION_MARKER = "Action:"
 FREE_SUFFIX = "[...]"  # an admissible entry ending so fixes only its prefix (WebShop: "search[...]")
+FREE_CLOSE = "]"  # what ends a free argument
 
 
 @dataclass
@@ -29,11 +30,14 @@ class TokenTrie:
 
     children: dict[int, TokenTrie] = field(default_factory=dict)
     end: bool = False  # an action ends here (the turn may end)
-    free: bool = False  # a free prefix ends here: anything may follow
+    free: bool = False  # a free prefix ends here: a free argument follows, closed by "]"
 
     def depth(self) -> int:
         """Tokens of the longest path (a free prefix counts its prefix only)."""
         return max((1 + child.depth() for child in self.children.values()), default=0)
+
+    def has_free(self) -> bool:
+        return self.free or any(child.has_free() for child in self.children.values())
 
     def add(self, ids: Sequence[int], free: bool = False) -> None:
         node = self
@@ -44,16 +48,16 @@ class TokenTrie:
         else:
             node.end = True
 
-    def walk(self, ids: Iterable[int]) -> TokenTrie | None:
-        """The node after `ids`, or None when they leave the trie (or pass a free prefix: unconstrained)."""
+    def walk(self, ids: Sequence[int]) -> tuple[TokenTrie | None, int]:
+        """(node after `ids`, ids consumed): None when they leave the trie; a free node stops the walk."""
         node = self
-        for token in ids:
+        for used, token in enumerate(ids):
             if node.free:
-                return node
+                return node, used
             node = node.children.get(token)
             if node is None:
-                return None
-        return node
+                return None, used
+        return node, len(ids)
 
 
 def action_token_ids(tokenizer, action: str) -> list[int]:
@@ -79,10 +83,12 @@ class AdmissibleActions:
     """A logits processor that shapes a reply as "<free thought line>\nAction: <admissible action>".
 
     `actions[row]` lists the admissible actions of that row's state (None: the row is free). The first line
-    is free; once it ends, the next tokens must be "Action:" (the reply format every expert turn has), then
-    a path of the row's action trie, then the end of the turn: a stop token or a newline (`ActionLineStop`
-    then ends the reply). A thought line that itself writes "Action:" goes straight to the action.
-    With `max_new_tokens`, the thought line is ended early enough for the longest action to fit.
+    is free, but cannot end the turn; once it ends, the next tokens must be "Action:" (the reply format of
+    every expert turn), then a path of the row's action trie, then the end of the turn: a stop token or a
+    newline (`ActionLineStop` then ends the reply). A thought line that itself writes "Action:" goes
+    straight to the action. A free argument (after `search[`) is any text up to "]", which must come.
+    With `max_new_tokens`, the thought is ended early enough for the longest action to fit (for a state
+    with a free argument: at half the budget), and a free argument is closed at the budget's end.
     """
 
     def __init__(
@@ -93,42 +99,43 @@ class AdmissibleActions:
         stop_ids: Sequence[int],
         max_new_tokens: int | None = None,
     ) -> None:
-        self.tokenizer, self.width = tokenizer, prompt_width
+        self.tokenizer, self.width, self.budget = tokenizer, prompt_width, max_new_tokens
         self.tries = [None if row is None else action_trie(tokenizer, row) for row in actions]
         self.marker = tokenizer.encode(ACTION_MARKER, add_special_tokens=False)
         self.line_ends: list[int | None] = [None] * len(self.tries)  # where the thought line ended
         self.starts: list[int | None] = [None] * len(self.tries)  # where the action's tokens begin
-        newline = tokenizer.encode("\n", add_special_tokens=False)
         self.stop_ids = list(stop_ids)
-        self.newline = newline[-1]
+        self.newline = tokenizer.encode("\n", add_special_tokens=False)[-1]
+        self.close = tokenizer.encode(FREE_CLOSE, add_special_tokens=False)[-1]
         self.turn_end = sorted(set(stop_ids) | {self.newline})
-        # the thought must end by then: newline, "Action:", the longest action, the turn's end
-        self.thought_budget = [
-            None
-            if trie is None or max_new_tokens is None
-            else max_new_tokens - (len(self.marker) + trie.depth() + 2)
-            for trie in self.tries
-        ]
+        self.thought_budget = [self._thought_budget(trie) for trie in self.tries]
+
+    def _thought_budget(self, trie: TokenTrie | None) -> int | None:
+        """Tokens the thought may take: the rest must hold a newline, "Action:", the action, the turn end."""
+        if trie is None or self.budget is None:
+            return None
+        budget = self.budget - (len(self.marker) + trie.depth() + 2)
+        return min(budget, self.budget // 2) if trie.has_free() else budget
 
     def __call__(self, input_ids, scores):
         import torch
 
         generated = input_ids[:, self.width :]
         for row, trie in enumerate(self.tries):
-            if trie is None:
+            rule = None if trie is None else self._rule(row, trie, generated[row])
+            if rule is None:
                 continue
-            allowed = self._allowed(row, trie, generated[row])
-            if allowed is None:
-                if self.starts[row] is None:
-                    scores[row, self.stop_ids] = float("-inf")  # a reply does not end without its action
-                continue
-            keep = torch.full_like(scores[row], float("-inf"))
-            keep[allowed] = 0.0
-            scores[row] = scores[row] + keep
+            only, tokens = rule
+            if only:
+                keep = torch.full_like(scores[row], float("-inf"))
+                keep[tokens] = 0.0
+                scores[row] = scores[row] + keep
+            else:
+                scores[row, tokens] = float("-inf")
         return scores
 
-    def _allowed(self, row: int, trie: TokenTrie, generated) -> list[int] | None:
-        """The tokens this row may take next (None: any)."""
+    def _rule(self, row: int, trie: TokenTrie, generated) -> tuple[bool, list[int]] | None:
+        """(True, the only tokens allowed) or (False, tokens forbidden) for the row's next token; None: any."""
         n = len(generated)
         if self.starts[row] is None and n and self.line_ends[row] is None:
             tail = self.tokenizer.decode(generated[-len(self.marker) - 1 :], skip_special_tokens=True)
@@ -139,12 +146,25 @@ class AdmissibleActions:
         if self.starts[row] is None and self.line_ends[row] is not None:
             written = n - self.line_ends[row]
             if written < len(self.marker):
-                return [self.marker[written]]
+                return True, [self.marker[written]]
             self.starts[row] = n
-        if self.starts[row] is None:  # still in the thought
+        if self.starts[row] is None:  # still in the thought: it cannot end the turn
             budget = self.thought_budget[row]
-            return [self.newline] if budget is not None and n >= budget else None
-        node = trie.walk(generated[self.starts[row] :].tolist())
-        if node is None or node.free:
-            return None  # a finished row (padding) or a free argument
-        return list(node.children) + (self.turn_end if node.end or not node.children else [])
+            return (True, [self.newline]) if budget is not None and n >= budget else (False, self.stop_ids)
+        path = generated[self.starts[row] :].tolist()
+        node, used = trie.walk(path)
+        if node is None:
+            return None  # a finished row (its padding)
+        if node.free:
+            return self._free_argument(path[used:], n)
+        return True, list(node.children) + (self.turn_end if node.end or not node.children else [])
+
+    def _free_argument(self, argument: list[int], n: int) -> tuple[bool, list[int]]:
+        """Any text, closed by "]" (by force at the budget's end); then only the turn's end."""
+        text = self.tokenizer.decode(argument, skip_special_tokens=True)
+        if FREE_CLOSE in text:
+            return True, self.turn_end
+        if self.budget is not None and n >= self.budget - 2:
+            return True, [self.close]
+        forbidden = self.turn_end + ([self.close] if not text.strip() else [])  # no empty argument
+        return False, forbidden

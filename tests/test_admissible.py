@@ -148,6 +148,23 @@ def test_free_prefix_leaves_the_search_text_free(webshop_tokenizer):
     trie = action_trie(webshop_tokenizer, ["search[...]"])
     ids = webshop_tokenizer.encode("Action: search[red shoes under 30 dollars]", add_special_tokens=False)
     head = len(webshop_tokenizer.encode("Action:", add_special_tokens=False))
-    node = trie.walk(ids[head:])
+    node, used = trie.walk(ids[head:])
     assert node is not None and node.free
-    assert trie.walk(webshop_tokenizer.encode(" click[x]", add_special_tokens=False)) is None
+    assert webshop_tokenizer.decode(ids[head + used :]) == "red shoes under 30 dollars]"
+    assert trie.walk(webshop_tokenizer.encode(" click[x]", add_special_tokens=False))[0] is None
+
+
+def test_an_untrained_policy_plays_webshop_without_an_invalid_action(
+    tmp_path, webshop_mirror, webshop, webshop_expert
+):
+    """Through the episode runner: every reply of a random model, searches included, is a valid action."""
+    from hpl.episodes import play
+    from hpl.policy import HFPolicy
+
+    build_tiny_model(webshop_expert, tmp_path, SPEC)
+    policy = HFPolicy(str(tmp_path), max_new_tokens=64, batch_size=4, actions="admissible")
+    make = lambda: make_env("webshop", data_dir=webshop_mirror, max_turns=4)  # noqa: E731
+    episodes = play(make, policy, webshop.task_ids("test")[:4], parallel=4, temperature=1.0)
+    assert sum(e.turns for e in episodes) >= 8
+    assert all(e.invalid_actions == 0 for e in episodes), [e.actions for e in episodes]
+    assert all(a.startswith(("search[", "click[")) for e in episodes for a in e.actions)
