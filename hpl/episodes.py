@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from hpl import react
 from hpl.envs.base import Environment
-from hpl.policy import Policy
+from hpl.policy import Policy, wants_admissible
 from hpl.trajectory import new_conversation
 
 
@@ -115,6 +115,7 @@ def play(
                 [episode.conversations for episode in episodes],
                 temperature=temperature,
                 keys=turn_keys(episodes),
+                **admissible_kwargs(policy, [env for env, _ in live]),
             )
             still: list[tuple[Environment, Episode]] = []
             for (env, episode), reply in zip(live, replies):
@@ -133,6 +134,11 @@ def play(
         for env in envs + [env for env, _ in live]:
             env.close()
     return finished
+
+
+def admissible_kwargs(policy: Policy, envs: Sequence[Environment]) -> dict[str, Any]:
+    """`admissible=` for a policy that constrains its actions (each env's current list), else nothing."""
+    return {"admissible": [env.admissible_actions() for env in envs]} if wants_admissible(policy) else {}
 
 
 def turn_keys(episodes: Sequence[Episode]) -> list[str]:

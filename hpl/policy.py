@@ -13,10 +13,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
+from hpl.admissible import AdmissibleActions
 from hpl.chat import generation_prompt
 from hpl.models import load_model, stop_token_ids
 
 OPENING_TURNS = 3  # instruction, "OK", first observation
+ACTION_MODES = ("free", "admissible")  # generation.actions (hpl.admissible)
 
 
 class Policy(Protocol):
@@ -28,7 +30,16 @@ class Policy(Protocol):
         `keys` name each conversation's turn (episode run id and turn); a sampling policy draws from a
         random stream of that key, so a reply does not depend on which other episodes share the batch
         and a sharded run repeats the unsharded one.
+
+        A policy whose `constrains_actions` attribute is True also takes `admissible`: per conversation,
+        the environment's admissible actions (None where the benchmark has no such list); see
+        `hpl.admissible`.
         """
+
+
+def wants_admissible(policy: Policy) -> bool:
+    """Whether the episode loops should hand `policy` the admissible actions of each state."""
+    return bool(getattr(policy, "constrains_actions", False))
 
 
 def key_seed(seed: int, key: str, position: int) -> int:
@@ -104,8 +115,13 @@ class HFPolicy:
         batch_size: int = 16,
         device: str | None = None,
         seed: int = 0,
+        actions: str = "free",
     ) -> None:
         import torch
+
+        if actions not in ACTION_MODES:
+            raise ValueError(f"generation.actions must be one of {ACTION_MODES}, not {actions!r}")
+        self.constrains_actions = actions == "admissible"
 
         self.model, self.tokenizer = load_model(model_path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -119,16 +135,29 @@ class HFPolicy:
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def act(
-        self, conversations: Sequence[list[dict]], temperature: float = 0.0, keys: Sequence[str] | None = None
+        self,
+        conversations: Sequence[list[dict]],
+        temperature: float = 0.0,
+        keys: Sequence[str] | None = None,
+        admissible: Sequence[Sequence[str] | None] | None = None,
     ) -> list[str]:
         replies: list[str] = []
         for start in range(0, len(conversations), self.batch_size):
             chunk = slice(start, start + self.batch_size)
-            replies += self._generate(conversations[chunk], temperature, keys[chunk] if keys else None)
+            replies += self._generate(
+                conversations[chunk],
+                temperature,
+                keys[chunk] if keys else None,
+                admissible[chunk] if admissible and self.constrains_actions else None,
+            )
         return replies
 
     def _generate(
-        self, conversations: Sequence[list[dict]], temperature: float, keys: Sequence[str] | None
+        self,
+        conversations: Sequence[list[dict]],
+        temperature: float,
+        keys: Sequence[str] | None,
+        admissible: Sequence[Sequence[str] | None] | None,
     ) -> list[str]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
@@ -140,7 +169,13 @@ class HFPolicy:
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         keyed = temperature > 0 and keys is not None
         sample = temperature > 0 and not keyed
-        processors = [KeyedSampler(keys, temperature, self.seed, width)] if keyed else []
+        processors = (
+            [AdmissibleActions(self.tokenizer, admissible, width, self.stop_ids, self.max_new_tokens)]
+            if admissible
+            else []
+        )
+        if keyed:  # after the constraint: samples from the distribution renormalised over valid actions
+            processors.append(KeyedSampler(keys, temperature, self.seed, width))
         # unkeyed sampling uses transformers' global RNG: seed it from our own stream so runs repeat
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
         with torch.no_grad():
@@ -162,10 +197,13 @@ class HFPolicy:
 
 
 def policy_from_config(model_path: str, generation: dict, batch_size: int | None = None) -> HFPolicy:
-    """An HFPolicy with the config's `generation` settings (batch: `parallel_episodes` unless given)."""
+    """An HFPolicy with the config's `generation` settings (batch: `parallel_episodes` unless given).
+
+    `generation["actions"]` is the mode already resolved for the job's benchmark (rules/common.smk)."""
     return HFPolicy(
         model_path,
         max_new_tokens=generation["max_new_tokens"],
         max_prompt_tokens=generation["max_prompt_tokens"],
         batch_size=batch_size or generation["parallel_episodes"],
+        actions=generation.get("actions", "free"),
     )

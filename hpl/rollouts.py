@@ -24,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hpl.envs.base import Environment, StepResult
-from hpl.episodes import Episode, advance, turn_keys
+from hpl.episodes import Episode, admissible_kwargs, advance, turn_keys
 from hpl.policy import Policy
 
 
@@ -155,6 +155,7 @@ def rollout_states(
                 [episode.conversations for episode in episodes],
                 temperature=temperature,
                 keys=turn_keys(episodes),
+                **admissible_kwargs(policy, [lane.env for lane in active]),
             )
             for lane, reply in zip(active, replies):
                 state = lane.result.state

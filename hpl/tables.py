@@ -88,6 +88,20 @@ def _column_values(
     return dict(sorted(values.items()))
 
 
+def action_modes(runs: Iterable[EvalRun]) -> str:
+    """How the rows' actions were decoded (generation.actions): one mode, or the mode per benchmark.
+
+    Rows written before the mode was recorded were free generation."""
+    modes: dict[str, set[str]] = {}
+    for run in runs:
+        for episode in run.episodes:
+            modes.setdefault(run.bench, set()).add(episode.get("actions", "free"))
+    flat = {mode for bench_modes in modes.values() for mode in bench_modes}
+    if len(flat) <= 1:
+        return next(iter(flat), "")
+    return "; ".join(f"{bench}: {'/'.join(sorted(m))}" for bench, m in sorted(modes.items()))
+
+
 def table1(runs: Iterable[EvalRun], order: Sequence[tuple[str, str]] | None = None):
     """(formatted table, long table) with the paper's Table 1 columns, one row per (model, method)."""
     grouped = _rows(runs)
@@ -95,7 +109,7 @@ def table1(runs: Iterable[EvalRun], order: Sequence[tuple[str, str]] | None = No
     wide, long = [], []
     for model, method in keys:
         runs_here = grouped.get((model, method), [])
-        row = {"Model": model, "Method": method}
+        row = {"Model": model, "Method": method, "Actions": action_modes(runs_here)}
         per_seed: dict[int, list[float]] = {}
         for title, bench, split, metric in TABLE1_COLUMNS:
             by_seed = _column_values(runs_here, bench, split, metric)

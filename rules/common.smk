@@ -47,6 +47,16 @@ def bench_code(*modules):
     )
 
 
+def generation_settings(wildcards):
+    """`generation` with `actions` resolved for the job's benchmark (a mode, or a mode per benchmark)."""
+    settings = dict(config["generation"])
+    actions = settings.get("actions", "free")
+    settings["actions"] = (
+        actions.get(wildcards.bench, "free") if isinstance(actions, dict) else actions
+    )
+    return settings
+
+
 def model_spec(model):
     return config["model_specs"][model]
 
@@ -140,6 +150,7 @@ def eval_code(wildcards):
         *BENCHMARKS[wildcards.bench].code,
         "episodes.py",
         "policy.py",
+        "admissible.py",
         "chat.py",
         "react.py",
         *extra,

@@ -24,7 +24,7 @@ rule evaluate:
     params:
         checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
         settings=lambda wc: config[wc.bench],
-        generation=config["generation"],
+        generation=generation_settings,
         shard=shard_of,
         code=eval_code,
     script:

@@ -25,9 +25,11 @@ rule explore:
         tasks=config["exploration"]["tasks"],
         samples=1,
         temperature=config["exploration"]["temperature"],
-        generation=config["generation"],
+        generation=generation_settings,
         shard=shard_of,
-        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+        code=bench_code(
+            "episodes.py", "policy.py", "admissible.py", "chat.py", "react.py"
+        ),
     script:
         "../scripts/explore.py"
 
@@ -44,9 +46,11 @@ use rule explore as rft_samples with:
         tasks=config["exploration"]["tasks"],
         samples=config["exploration"]["rft_samples"],
         temperature=config["exploration"]["rft_temperature"],
-        generation=config["generation"],
+        generation=generation_settings,
         shard=shard_of,
-        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+        code=bench_code(
+            "episodes.py", "policy.py", "admissible.py", "chat.py", "react.py"
+        ),
 
 
 rule step_rollouts:
@@ -74,13 +78,14 @@ rule step_rollouts:
     params:
         settings=lambda wc: config[wc.bench],
         exploration=config["exploration"],
-        generation=config["generation"],
+        generation=generation_settings,
         shard=shard_of,
         code=bench_code(
             "rollouts.py",
             "step_level.py",
             "episodes.py",
             "policy.py",
+            "admissible.py",
             "chat.py",
             "react.py",
         ),

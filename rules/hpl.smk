@@ -55,13 +55,14 @@ rule groups:
         settings=lambda wc: config[wc.bench],
         groups=config["groups"],
         exploration=config["exploration"],
-        generation=config["generation"],
+        generation=generation_settings,
         code=bench_code(
             "group_level.py",
             "rollouts.py",
             "step_level.py",
             "episodes.py",
             "policy.py",
+            "admissible.py",
             "chat.py",
         ),
     script:

@@ -9,6 +9,7 @@ from hpl.benchmarks import BENCHMARKS, env_factory
 from hpl.endpoint import eval_policy
 from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json
+from hpl.policy import wants_admissible
 from hpl.runlog import to_log, use_threads
 from hpl.sharding import shard
 from hpl.tables import episode_metrics
@@ -32,6 +33,7 @@ todo = [t for t in tasks if not out.done(t)]
 log.info("%s/%s: %d episodes, %d already done", bench.name, split, len(tasks), len(tasks) - len(todo))
 if todo:
     with eval_policy(smk.params.checkpoint, gen, server_log=smk.log[0] + ".server") as policy:
+        mode = "admissible" if wants_admissible(policy) else "free"  # named in table1 (Actions)
         play(
             make_env,
             policy,
@@ -39,7 +41,7 @@ if todo:
             parallel=gen["parallel_episodes"],
             temperature=0.0,
             max_turns=settings["max_turns"],
-            on_finish=lambda ep: out.add(ep.record()),
+            on_finish=lambda ep: out.add({**ep.record(), "actions": mode}),
             progress=split,
         )
 make_env.close()  # before the output is complete: nothing slow between it and the job's end

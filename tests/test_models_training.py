@@ -7,6 +7,7 @@ import pytest
 from hpl.chat import IGNORE_INDEX, encode_continuation, encode_turns, generation_prompt
 from hpl.models import ModelLoadError, build_tiny_model, load_model
 from hpl.policy import HFPolicy, fit_context
+from hpl.react import parse_action
 from hpl.sft import train_sft
 
 SPEC = dict(
@@ -72,7 +73,9 @@ def test_fit_context_keeps_task_and_drops_oldest_steps(tiny):
     assert tok.decode(cut).count("Your task is to: go to desk 0.") == 1  # opening turns kept
 
 
-def test_sft_learns_and_policy_generates(tiny, tmp_path):
+@pytest.fixture(scope="module")
+def sft(tiny, tmp_path_factory):
+    """The tiny model after SFT on the records (it learns "Thought: ...\nAction: go to desk k")."""
     hp = dict(
         batch_size=8,
         lr=5e-3,
@@ -84,15 +87,38 @@ def test_sft_learns_and_policy_generates(tiny, tmp_path):
         save_steps=1000,
         logging_steps=100,
     )
-    metrics = train_sft(str(tiny), _records(), str(tmp_path / "sft"), hp, seed=0)
+    out = tmp_path_factory.mktemp("sft") / "sft"
+    return out, train_sft(str(tiny), _records(), str(out), hp, seed=0)
+
+
+def test_sft_learns_and_policy_generates(sft):
+    path, metrics = sft
     assert metrics["examples"] == 24 and metrics["train_loss"] < math.log(SPEC["vocab_size"])  # below chance
-    assert (tmp_path / "sft" / "train_metrics.json").exists()
-    policy = HFPolicy(str(tmp_path / "sft"), max_new_tokens=24, batch_size=2)
+    assert (path / "train_metrics.json").exists()
+    policy = HFPolicy(str(path), max_new_tokens=24, batch_size=2)
     prompts = [r["conversations"][:3] for r in _records(3)]
     greedy = policy.act(prompts, temperature=0.0)
     assert greedy == policy.act(prompts, temperature=0.0)  # greedy is deterministic
     assert len(greedy) == 3 and all(isinstance(r, str) for r in greedy)
     assert sum(r.startswith("Thought:") for r in greedy) >= 2  # it learned the ReAct format
+
+
+def test_admissible_policy_acts_only_within_the_admissible_list(sft):
+    """The trained model says "go to desk k" for the task's k; offered only desks it never saw in that
+    place, the constrained policy still acts validly (greedy and sampled), and the free one does not."""
+    path, _ = sft
+    prompts = [r["conversations"][:3] for r in _records(3)]
+    admissible = [["go to desk 7", "go to desk 8", "look"]] * 3
+    free = HFPolicy(str(path), max_new_tokens=24, batch_size=3)
+    constrained = HFPolicy(str(path), max_new_tokens=24, batch_size=3, actions="admissible")
+    free_actions = [parse_action(r) for r in free.act(prompts, admissible=admissible)]
+    assert all(a not in admissible[0] for a in free_actions)  # free: ignores the list
+    keys = [f"task{i}/0" for i in range(3)]
+    for temperature in (0.0, 1.0):
+        replies = constrained.act(prompts, temperature=temperature, keys=keys, admissible=admissible)
+        assert all(parse_action(r) in admissible[0] for r in replies), replies
+    with pytest.raises(ValueError, match="generation.actions"):
+        HFPolicy(str(path), actions="menu")
 
 
 def test_bad_checkpoint_error_names_path(tmp_path):

@@ -243,7 +243,10 @@ class AlfworldEnv(Environment):
         return StepResult(step_observation(state["feedback"]), 1.0 if won else 0.0, done, info)
 
     def admissible_actions(self) -> list[str] | None:
-        return None if self._state is None else list(self._state["admissible_commands"])
+        """The admissible commands in the agent's wording (`to_agent_command`, what the expert data says)."""
+        return (
+            None if self._state is None else [to_agent_command(c) for c in self._state["admissible_commands"]]
+        )
 
     @property
     def won(self) -> bool:

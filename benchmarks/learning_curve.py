@@ -1,0 +1,184 @@
+"""Learning curve of the embedded tiny model: what SFT reaches as the levers move (issue 16).
+
+For one benchmark, every combination of the given levers is trained and evaluated on the real engine:
+expert trajectories (`--train-tasks`), vocabulary (`--vocab`), width (`--hidden`), depth (`--layers`),
+`--epochs` and learning rate (`--lr`); each trained model is evaluated greedily on `--eval-tasks` test
+tasks in each `--actions` mode (free text, or admissible-action decoding). One JSON row per (model,
+mode) is appended to `--out`, so a killed sweep resumes where it stopped; `--table` prints the rows as the
+markdown table docs/performance.md carries.
+
+    python benchmarks/learning_curve.py webshop --train-tasks 100 400 --epochs 2 4 --actions free admissible
+    python benchmarks/learning_curve.py --table --out results/learning_curve.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from hpl.benchmarks import BENCHMARKS, env_factory, prepare_benchmark  # noqa: E402
+from hpl.episodes import play, select_tasks  # noqa: E402
+from hpl.io import read_jsonl  # noqa: E402
+from hpl.mirror import PROJECT_ROOT  # noqa: E402
+from hpl.models import build_tiny_model, parameter_count  # noqa: E402
+from hpl.policy import policy_from_config  # noqa: E402
+from hpl.sft import train_sft  # noqa: E402
+
+LEVERS = ("train_tasks", "vocab", "hidden", "layers", "epochs", "lr")
+COLUMNS = (
+    "bench",
+    *LEVERS,
+    "params",
+    "actions",
+    "train_loss",
+    "sft_s",
+    "avg_reward",
+    "success",
+    "invalid",
+    "turns",
+)
+
+
+def expert_records(bench: str, data_dir: Path, settings: dict, n: int, work: Path) -> list[dict]:
+    """The first `n` expert trajectories of the seeded training subset, collected once per (bench, n)."""
+    path = work / f"{bench}-expert-{n}.jsonl"
+    if not path.exists():
+        spec = BENCHMARKS[bench]
+        probe = env_factory(spec, data_dir, settings)()
+        tasks = select_tasks(probe.task_ids(spec.train_split), n, seed=0)
+        probe.close()
+        records: list[dict] = []
+        spec.expert(data_dir, tasks, settings, on_record=records.append, skip=lambda task_id: False)
+        kept = [r for r in records if r.get("reward", 0) >= (0.8 if bench == "webshop" else 1.0)]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(path)
+    return read_jsonl(path)
+
+
+def evaluate(bench: str, data_dir: Path, settings: dict, model: Path, generation: dict, n: int) -> dict:
+    """Greedy episodes on `n` test tasks: average reward, success rate, invalid-action rate, mean turns."""
+    spec = BENCHMARKS[bench]
+    make_env = env_factory(spec, data_dir, settings)
+    probe = make_env()
+    split = spec.eval_splits[0]
+    tasks = select_tasks(probe.task_ids(split), n, seed=0)
+    probe.close()
+    policy = policy_from_config(str(model), generation)
+    episodes = play(make_env, policy, tasks, parallel=generation["parallel_episodes"], temperature=0.0)
+    turns = sum(e.turns for e in episodes)
+    return {
+        "avg_reward": round(sum(e.reward for e in episodes) / len(episodes), 4),
+        "success": round(sum(e.reward >= 1.0 for e in episodes) / len(episodes), 4),
+        "invalid": round(sum(e.invalid_actions for e in episodes) / max(turns, 1), 4),
+        "turns": round(turns / len(episodes), 2),
+    }
+
+
+def sweep(args: argparse.Namespace, config: dict) -> None:
+    bench, settings = args.bench, dict(config[args.bench])
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = prepare_benchmark(bench, work / bench / "data", config["data_mirror"], settings)
+    data_dir = Path(manifest["data_dir"])
+    done = {_key(row) for row in _rows(args.out)}
+    levers = [args.train_tasks, args.vocab, args.hidden, args.layers, args.epochs, args.lr]
+    for values in itertools.product(*levers):
+        point = dict(zip(LEVERS, values, strict=True))
+        modes = [m for m in args.actions if _key({"bench": bench, **point, "actions": m}) not in done]
+        if not modes:
+            continue
+        records = expert_records(bench, data_dir, settings, point["train_tasks"], work)
+        name = "-".join(f"{k}{v}" for k, v in point.items())
+        base, sft = work / bench / name / "base", work / bench / name / "sft"
+        spec = {
+            **config["model_specs"]["tiny"],
+            "vocab_size": point["vocab"],
+            "hidden_size": point["hidden"],
+            "intermediate_size": 3 * point["hidden"],
+            "num_layers": point["layers"],
+        }
+        model, _ = build_tiny_model(records, base, spec)
+        hp = {**config["training"]["sft"], "epochs": point["epochs"], "lr": point["lr"], "logging_steps": 50}
+        started = time.time()
+        metrics = train_sft(str(base), records, str(sft), hp, seed=0)
+        sft_seconds = round(time.time() - started, 1)
+        for mode in modes:
+            generation = {**config["generation"], "actions": mode}
+            scores = evaluate(bench, data_dir, settings, sft, generation, args.eval_tasks)
+            row = {
+                "bench": bench,
+                **point,
+                "params": parameter_count(model),
+                "actions": mode,
+                "train_loss": round(metrics["train_loss"], 4),
+                "sft_s": sft_seconds,
+                **scores,
+            }
+            with open(args.out, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def _rows(path: str) -> list[dict]:
+    return read_jsonl(path) if Path(path).exists() else []
+
+
+def _key(row: dict) -> tuple:
+    return tuple(row[k] for k in ("bench", *LEVERS, "actions"))
+
+
+def table(path: str) -> str:
+    """The rows of `path` as a markdown table (rates in %)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in _rows(path):
+        cells = []
+        for column in COLUMNS:
+            value = row[column]
+            if column in ("avg_reward", "success", "invalid"):
+                value = f"{100 * value:.1f}"
+            cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("bench", nargs="?", choices=sorted(BENCHMARKS))
+    parser.add_argument("--train-tasks", type=int, nargs="+", default=[100])
+    parser.add_argument("--vocab", type=int, nargs="+", default=[2048])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128])
+    parser.add_argument("--layers", type=int, nargs="+", default=[3])
+    parser.add_argument("--epochs", type=float, nargs="+", default=[4])
+    parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
+    parser.add_argument(
+        "--actions", nargs="+", default=["free", "admissible"], choices=["free", "admissible"]
+    )
+    parser.add_argument("--eval-tasks", type=int, default=20)
+    parser.add_argument("--config", default=str(PROJECT_ROOT / "config" / "config.yaml"))
+    parser.add_argument("--work", default="/tmp/hpl-learning-curve", help="data, expert data and models")
+    parser.add_argument("--out", default="results/learning_curve.jsonl")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true", help="print the rows of --out as a markdown table")
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
+    if args.bench is None:
+        parser.error("name a benchmark (or --table)")
+    torch.set_num_threads(args.threads)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    sweep(args, yaml.safe_load(Path(args.config).read_text()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Admissible-action decoding (`generation.actions: admissible`) on real expert data and real engines.
+
+The constraint must (1) let through, token by token, every action the expert data trains on, as the
+pipeline's own tokenizer encodes it, and (2) make a model's action one of the state's admissible actions,
+greedy and sampled, while sampling still spreads over several of them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpl import react
+from hpl.admissible import AdmissibleActions, action_trie
+from hpl.chat import generation_prompt
+from hpl.envs import make_env
+from hpl.models import build_tiny_model, conversation_texts, stop_token_ids, train_tokenizer
+from hpl.policy import KeyedSampler
+from hpl.webshop.expert import run_oracle
+
+SPEC = dict(
+    vocab_size=2048, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_positions=8192
+)
+
+
+@pytest.fixture(scope="module")
+def webshop(webshop_mirror):
+    return make_env("webshop", data_dir=webshop_mirror)
+
+
+@pytest.fixture(scope="module")
+def webshop_expert(webshop):
+    return [run_oracle(webshop, task_id) for task_id in webshop.task_ids("train")[:40]]
+
+
+@pytest.fixture(scope="module")
+def webshop_tokenizer(webshop_expert):
+    return train_tokenizer(conversation_texts(webshop_expert), SPEC["vocab_size"])
+
+
+def _replayed_turns(env, record):
+    """(admissible actions before the reply, the expert's reply) for every agent turn of `record`."""
+    env.reset(record["task_id"] if "task_id" in record else record["id"])
+    for turn in record["conversations"][3::2]:
+        admissible = env.admissible_actions()
+        yield admissible, turn["value"]
+        env.step(react.parse_action(turn["value"]))
+
+
+def _allowed_all_the_way(tokenizer, reply: str, admissible: list[str]) -> bool:
+    """Run the processor over the reply's own tokens: every token after "Action:" and the turn's end must
+    survive the mask (the path a constrained decode may take is the one the model was trained on)."""
+    ids = tokenizer.encode(reply, add_special_tokens=False) + stop_token_ids(tokenizer)[:1]
+    processor = AdmissibleActions(tokenizer, [admissible], prompt_width=0, stop_ids=stop_token_ids(tokenizer))
+    for k in range(1, len(ids)):
+        scores = processor(torch.tensor([ids[:k]]), torch.zeros(1, len(tokenizer)))
+        if not torch.isfinite(scores[0, ids[k]]):
+            return False
+    return processor.starts[0] is not None  # the constraint did engage on the action
+
+
+def test_every_webshop_expert_action_passes_the_constraint(webshop, webshop_expert, webshop_tokenizer):
+    turns = [t for record in webshop_expert for t in _replayed_turns(webshop, record)]
+    assert len(turns) >= 150  # searches, clicks on products, options and Buy Now
+    assert sum(react.parse_action(reply).startswith("click[") for _, reply in turns) >= 100
+    failed = [
+        reply for admissible, reply in turns if not _allowed_all_the_way(webshop_tokenizer, reply, admissible)
+    ]
+    assert failed == []
+
+
+@pytest.mark.parametrize("game", [0, 1])
+def test_every_alfworld_expert_action_passes_the_constraint(alfworld_data, game):
+    pytest.importorskip("alfworld")
+    from hpl.alfworld.expert import play_walkthrough, to_trajectory
+
+    env = make_env("alfworld", data_dir=alfworld_data)
+    task_id = env.task_ids("seen")[game * 37]
+    record = to_trajectory(env, play_walkthrough(env, task_id), "walkthrough")
+    tokenizer = train_tokenizer(conversation_texts([record]), 512)
+    turns = list(_replayed_turns(env, {**record, "task_id": task_id}))
+    env.close()
+    assert len(turns) >= 3 and all(admissible for admissible, _ in turns)
+    assert all(_allowed_all_the_way(tokenizer, reply, admissible) for admissible, reply in turns)
+
+
+def test_a_wrong_action_is_stopped(webshop, webshop_tokenizer):
+    webshop.reset(webshop.task_ids("test")[0])
+    webshop.step(f"search[{webshop.goal.instruction_text}]")
+    admissible = webshop.admissible_actions()
+    assert not _allowed_all_the_way(webshop_tokenizer, "Thought: t\nAction: click[b00000000x]", admissible)
+    assert not _allowed_all_the_way(webshop_tokenizer, "Thought: t\nAction: search[shoes]", admissible)
+    assert _allowed_all_the_way(webshop_tokenizer, f"Thought: t\nAction: {admissible[-1]}", admissible)
+
+
+@pytest.fixture(scope="module")
+def results_page(webshop):
+    """A WebShop results page: its conversation and its admissible clicks."""
+    observation, _ = webshop.reset(webshop.task_ids("test")[3])
+    conversation = [
+        {"from": "human", "value": webshop.instruction()},
+        {"from": "gpt", "value": "OK"},
+        {"from": "human", "value": observation},
+    ]
+    reply = f"Thought: search.\nAction: search[{webshop.goal.instruction_text}]"
+    result = webshop.step(react.parse_action(reply))
+    conversation += [{"from": "gpt", "value": reply}, {"from": "human", "value": result.observation}]
+    return conversation, webshop.admissible_actions()
+
+
+def _constrained_continuations(model, tokenizer, conversation, admissible, keys, temperature):
+    """Generate from "Thought: ...\nAction:" under the constraint; return the action texts."""
+    prompt = generation_prompt(tokenizer, conversation)
+    started = tokenizer.encode("Thought: I pick one.\nAction:", add_special_tokens=False)
+    width = len(prompt)
+    input_ids = torch.tensor([prompt + started] * len(keys))
+    processors = [AdmissibleActions(tokenizer, [admissible] * len(keys), width, stop_token_ids(tokenizer))]
+    if temperature > 0:
+        processors.append(KeyedSampler(keys, temperature, seed=0, prompt_width=width))
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=48,
+            do_sample=False,
+            eos_token_id=stop_token_ids(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            logits_processor=processors,
+        )
+    texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    return [react.parse_action(text) for text in texts]
+
+
+def test_an_untrained_model_only_produces_admissible_actions(tmp_path, webshop_expert, results_page):
+    model, tokenizer = build_tiny_model(webshop_expert, tmp_path, SPEC)
+    conversation, admissible = results_page
+    assert len(admissible) >= 5 and all(a.startswith("click[") for a in admissible)
+    greedy = _constrained_continuations(model, tokenizer, conversation, admissible, ["g"], 0.0)
+    assert greedy[0] in admissible
+    keys = [f"run{i}/1" for i in range(24)]
+    sampled = _constrained_continuations(model, tokenizer, conversation, admissible, keys, 1.0)
+    assert all(action in admissible for action in sampled)
+    assert len(set(sampled)) >= 3  # a distribution over valid actions, not one forced choice
+    assert sampled == _constrained_continuations(model, tokenizer, conversation, admissible, keys, 1.0)
+
+
+def test_free_prefix_leaves_the_search_text_free(webshop_tokenizer):
+    trie = action_trie(webshop_tokenizer, ["search[...]"])
+    ids = webshop_tokenizer.encode("Action: search[red shoes under 30 dollars]", add_special_tokens=False)
+    head = len(webshop_tokenizer.encode("Action:", add_special_tokens=False))
+    node, used = trie.walk(ids[head:])
+    assert node is not None and node.free
+    assert webshop_tokenizer.decode(ids[head + used :]) == "red shoes under 30 dollars]"
+    assert trie.walk(webshop_tokenizer.encode(" click[x]", add_special_tokens=False))[0] is None
+
+
+def test_an_untrained_policy_plays_webshop_without_an_invalid_action(
+    tmp_path, webshop_mirror, webshop, webshop_expert
+):
+    """Through the episode runner: every reply of a random model, searches included, is a valid action."""
+    from hpl.episodes import play
+    from hpl.policy import HFPolicy
+
+    build_tiny_model(webshop_expert, tmp_path, SPEC)
+    policy = HFPolicy(str(tmp_path), max_new_tokens=64, batch_size=4, actions="admissible")
+    make = lambda: make_env("webshop", data_dir=webshop_mirror, max_turns=4)  # noqa: E731
+    episodes = play(make, policy, webshop.task_ids("test")[:4], parallel=4, temperature=1.0)
+    assert sum(e.turns for e in episodes) >= 8
+    assert all(e.invalid_actions == 0 for e in episodes), [e.actions for e in episodes]
+    assert all(a.startswith(("search[", "click[")) for e in episodes for a in e.actions)
