@@ -53,9 +53,11 @@ def expert_records(bench: str, data_dir: Path, settings: dict, n: int, work: Pat
     path = work / f"{bench}-expert-{n}.jsonl"
     if not path.exists():
         spec = BENCHMARKS[bench]
-        probe = env_factory(spec, data_dir, settings)()
+        factory = env_factory(spec, data_dir, settings)
+        probe = factory()
         tasks = select_tasks(probe.task_ids(spec.train_split), n, seed=0)
         probe.close()
+        factory.close()
         records: list[dict] = []
         spec.expert(data_dir, tasks, settings, on_record=records.append, skip=lambda task_id: False)
         kept = [r for r in records if r.get("reward", 0) >= (0.8 if bench == "webshop" else 1.0)]
@@ -74,7 +76,10 @@ def evaluate(bench: str, data_dir: Path, settings: dict, model: Path, generation
     tasks = select_tasks(probe.task_ids(split), n, seed=0)
     probe.close()
     policy = policy_from_config(str(model), generation)
-    episodes = play(make_env, policy, tasks, parallel=generation["parallel_episodes"], temperature=0.0)
+    try:
+        episodes = play(make_env, policy, tasks, parallel=generation["parallel_episodes"], temperature=0.0)
+    finally:
+        make_env.close()  # the benchmark's session (InterCode-SQL: its server)
     turns = sum(e.turns for e in episodes)
     return {
         "avg_reward": round(sum(e.reward for e in episodes) / len(episodes), 4),
