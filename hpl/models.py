@@ -49,12 +49,26 @@ def conversation_texts(records: Iterable[dict]) -> Iterable[str]:
             yield turn["value"]
 
 
-def build_tiny_model(records: list[dict], out_dir: str | os.PathLike, spec: dict[str, Any], seed: int = 0):
-    """Train the tokenizer on `records`, initialise a Qwen2 LM of `spec` sizes, save both to `out_dir`."""
+def build_tiny_model(
+    records: list[dict],
+    out_dir: str | os.PathLike,
+    spec: dict[str, Any],
+    seed: int = 0,
+    generation: dict | None = None,
+):
+    """Train the tokenizer on `records`, initialise a Qwen2 LM of `spec` sizes, save both to `out_dir`.
+
+    `max_positions: null` sizes the context to the data: the longest expert conversation plus the reply
+    budget (`hpl.context.required_positions`, `generation` the config's block), so whole conversations
+    train and generate without a window.
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from hpl.context import derive_rule, required_positions, write_rule
+
     tokenizer = train_tokenizer(conversation_texts(records), spec["vocab_size"])
+    positions = spec["max_positions"] or required_positions(tokenizer, records, generation or {})
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=spec["hidden_size"],
@@ -62,7 +76,7 @@ def build_tiny_model(records: list[dict], out_dir: str | os.PathLike, spec: dict
         num_hidden_layers=spec["num_layers"],
         num_attention_heads=spec["num_heads"],
         num_key_value_heads=spec.get("num_kv_heads", spec["num_heads"]),
-        max_position_embeddings=spec["max_positions"],
+        max_position_embeddings=positions,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -73,6 +87,8 @@ def build_tiny_model(records: list[dict], out_dir: str | os.PathLike, spec: dict
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    # the untrained model generates (a zero-shot row) under the rule its SFT would derive
+    write_rule(out_dir, derive_rule(tokenizer, records, generation or {}, positions))
     return model, tokenizer
 
 

@@ -139,6 +139,7 @@ def eval_code(wildcards):
         "episodes.py",
         "policy.py",
         "chat.py",
+        "context.py",
         "react.py",
         *extra,
     )
@@ -161,7 +162,11 @@ def segmenter_code(segmenter):
     """Code version of one segmenter's module (a change reruns only that segmenter's branch)."""
     kind = config["segmenters"][segmenter]["kind"]
     source = {"fixed_n": "fixed", "fixed_k": "fixed"}.get(kind, kind)
-    extra = ["llm.py", "llm_server.py"] if kind == "semantic" else []
+    extra = {
+        "semantic": ["llm.py", "llm_server.py"],
+        # entropies are scored in the context pi_ref acts from (hpl.context via hpl.policy)
+        "uncertainty": ["policy.py", "context.py", "chat.py"],
+    }.get(kind, [])
     return code_version(
         "segmenters/__init__.py",
         "segmenters/base.py",

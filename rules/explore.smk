@@ -27,7 +27,7 @@ rule explore:
         temperature=config["exploration"]["temperature"],
         generation=config["generation"],
         shard=shard_of,
-        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+        code=bench_code("episodes.py", "policy.py", "chat.py", "context.py", "react.py"),
     script:
         "../scripts/explore.py"
 
@@ -46,7 +46,7 @@ use rule explore as rft_samples with:
         temperature=config["exploration"]["rft_temperature"],
         generation=config["generation"],
         shard=shard_of,
-        code=bench_code("episodes.py", "policy.py", "chat.py", "react.py"),
+        code=bench_code("episodes.py", "policy.py", "chat.py", "context.py", "react.py"),
 
 
 rule step_rollouts:
@@ -82,6 +82,7 @@ rule step_rollouts:
             "episodes.py",
             "policy.py",
             "chat.py",
+            "context.py",
             "react.py",
         ),
     script:

@@ -63,6 +63,7 @@ rule groups:
             "episodes.py",
             "policy.py",
             "chat.py",
+            "context.py",
         ),
     script:
         "../scripts/group_rollouts.py"
@@ -112,6 +113,8 @@ rule hpl:
         spec=lambda wc: method_spec(wc.method),
         hp=dpo_hparams,
         thresholds=lambda wc: config[wc.bench]["curriculum"],
-        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "curriculum.py"),
+        code=code_version(
+            "dpo.py", "sft.py", "chat.py", "context.py", "models.py", "curriculum.py"
+        ),
     script:
         "../scripts/train_hpl.py"
