@@ -1,6 +1,7 @@
 """How expert data fit the model's context, before and after the shared context rule (hpl.context).
 
-For each expert file: the tiny tokenizer trained on it (as rules/models.smk builds it), then
+For each expert file: the tiny model built on it as rules/models.smk builds it (its tokenizer loaded
+back from the folder, its context sized to the data), then
 - before (the rule up to issue 16): replies longer than max_new_tokens 48, trajectories longer than
   training.sft.max_length 1536 (their tail was dropped), prompts longer than 1024 tokens (cut);
 - after: `hpl.context.data_fit` under the rule the embedded config derives (max_positions null);
@@ -15,6 +16,7 @@ import argparse
 import json
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml  # noqa: E402
 
 from hpl.chat import encode_turns, generation_prompt  # noqa: E402
-from hpl.context import data_fit, derive_rule, required_positions  # noqa: E402
+from hpl.context import data_fit, derive_rule  # noqa: E402
 from hpl.io import read_jsonl  # noqa: E402
-from hpl.models import conversation_texts, train_tokenizer  # noqa: E402
+from hpl.models import build_tiny_model  # noqa: E402
 
 OLD = {"max_new_tokens": 48, "max_length": 1536, "max_prompt_tokens": 1024}
 
@@ -96,8 +98,9 @@ def main() -> None:
     spec, generation = config["model_specs"]["tiny"], config["generation"]
     for path in args.expert:
         records = read_jsonl(path)
-        tokenizer = train_tokenizer(conversation_texts(records), spec["vocab_size"])
-        positions = required_positions(tokenizer, records, generation)
+        with tempfile.TemporaryDirectory() as folder:
+            model, tokenizer = build_tiny_model(records, folder, spec, generation=generation)
+        positions = model.config.max_position_embeddings
         rule = derive_rule(tokenizer, records, generation, positions, config["training"]["sft"]["max_length"])
         after = data_fit(tokenizer, records, rule)
         result = {"file": path, "trajectories": len(records), "max_positions": positions}

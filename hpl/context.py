@@ -27,6 +27,9 @@ from pathlib import Path
 from hpl.chat import IGNORE_INDEX, IM_END, IM_START, ROLE, Encoded
 
 OPENING_TURNS = 3  # instruction, "OK", first observation (the task)
+# an overflowing prompt drops old steps until it fills this share of the window after the opening: the
+# model then sees between REFILL and all of the room, and replies until the next overflow share a sequence
+REFILL = 0.5
 RULE_FILE = "context.json"
 
 
@@ -107,12 +110,8 @@ def _layout(encoded: Sequence[_Turn], end: int, window: int, marker: int, what: 
             f"{window} (generation.max_prompt_tokens, or the model's context `max_positions` minus "
             "generation.max_new_tokens); raise it"
         )
-    start = opening
+    start = _first_kept(encoded, opening, end, window - fixed)
     length = fixed + sum(len(t) for t in encoded[start:end])
-    # drop the oldest (reply, observation) steps, always keeping the latest one
-    while length > window and start + 2 < end:
-        length -= len(encoded[start]) + len(encoded[start + 1])
-        start += 2
     if length <= window:
         return _Layout(start, end, length)
     layout = _cut_last(encoded, start, end, length, window)
@@ -124,6 +123,25 @@ def _layout(encoded: Sequence[_Turn], end: int, window: int, marker: int, what: 
             "(generation.max_prompt_tokens / the model's `max_positions`); raise it"
         )
     return layout
+
+
+def _first_kept(encoded: Sequence[_Turn], opening: int, end: int, room: int) -> int:
+    """Where the kept steps of the prompt before turn `end` start: `room` tokens after the opening.
+
+    Replayed over every earlier prompt of the conversation: when a prompt overflows, the oldest steps
+    are dropped until it fills at most REFILL of the room (always keeping the latest step), and later
+    prompts keep that start until they overflow again. So consecutive replies share a window, and a
+    long conversation trains in about 1 / (1 - REFILL) times its tokens rather than one window per reply.
+    """
+    start, length = opening, 0
+    for point in range(opening, end + 1, 2):  # each prompt up to this one ends before turn `point`
+        if point > opening:  # the previous prompt's reply and the observation after it
+            length += len(encoded[point - 2]) + len(encoded[point - 1])
+        if length > room:
+            while length > REFILL * room and start + 2 < point:
+                length -= len(encoded[start]) + len(encoded[start + 1])
+                start += 2
+    return start
 
 
 def _cut_last(encoded: Sequence[_Turn], start: int, end: int, length: int, window: int) -> _Layout | None:
@@ -273,17 +291,31 @@ def derive_rule(
     budget, capped by `generation.max_prompt_tokens` and by `max_length` (training sequence length)
     minus the reply budget where those are set."""
     reply = reply_budget(tokenizer, records, generation)
-    window = context - reply
+    limits = {
+        f"the model's context of {context} positions (max_positions) minus the reply budget": context - reply
+    }
     if generation.get("max_prompt_tokens") is not None:
-        window = min(window, generation["max_prompt_tokens"])
+        limits["generation.max_prompt_tokens"] = generation["max_prompt_tokens"]
     if max_length is not None:
-        window = min(window, max_length - reply)
-    if window < 16:
+        limits[f"training.sft.max_length {max_length} minus the reply budget"] = max_length - reply
+    binding = min(limits, key=limits.get)
+    window = limits[binding]
+    opening = longest_opening(tokenizer, records)
+    if opening > window:
         raise ContextError(
-            f"a reply budget of {reply} tokens leaves a prompt window of {window} tokens in the model's "
-            f"context of {context} positions (max_positions) and training max_length {max_length}: raise them"
+            f"the prompt window is {window} tokens ({binding}; reply budget {reply}), but the instruction and "
+            f"task of the longest expert opening take {opening}: no prompt could hold its task. Raise {binding}"
         )
     return ContextRule(window, reply)
+
+
+def longest_opening(tokenizer, records: Sequence[dict]) -> int:
+    """Tokens of the longest prompt that holds only the opening turns (the least any prompt keeps)."""
+    marker = len(_marker(tokenizer))
+    return max(
+        (sum(map(len, _encode(tokenizer, r["conversations"][:OPENING_TURNS]))) + marker for r in records),
+        default=0,
+    )
 
 
 def data_fit(tokenizer, records: Sequence[dict], rule: ContextRule) -> dict:
