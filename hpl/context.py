@@ -2,7 +2,8 @@
 
 Before reply i of a conversation the model sees `prompt_ids(tokenizer, turns[:i], window)`: the opening
 turns (instruction, "OK", the first observation with the task), then as many of the latest (reply,
-observation) steps as fit in `window` tokens, oldest dropped first. The opening and the latest step are
+observation) steps as fit in `window` tokens, oldest dropped first (an overflow drops down to REFILL of
+the room, so that several replies share a window; `_first_kept`). The opening and the latest step are
 never dropped; if they alone overflow, the latest observation's tail is cut (its head stays), and if even
 its first token does not fit, the latest reply goes too. If the opening alone overflows, nothing sensible
 is left and `ContextError` names the setting.
