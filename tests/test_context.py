@@ -29,7 +29,7 @@ from hpl.mirror import PROJECT_ROOT
 from hpl.models import build_tiny_model
 
 BENCHES = ["alfworld", "webshop", "intercode_sql"]
-ALFWORLD_GAMES = 8  # handcoded expert, ~1 s a game
+ALFWORLD_GAMES = 10  # handcoded expert, ~1 s a game; the CI preset's number of training games
 
 
 def _config(preset: str | None = None) -> dict:
@@ -178,10 +178,17 @@ def test_training_context_equals_generation_prompt_on_real_data(bench, experts, 
 @pytest.mark.parametrize("bench", BENCHES)
 @pytest.mark.parametrize("preset", ["ci.yaml", None])
 def test_presets_cut_no_expert_reply(bench, preset, experts, tmp_path):
-    """The CI preset (windows of 1024 tokens) and the embedded default (context sized to the data) cut
-    no expert reply; the default trains and prompts whole conversations."""
+    """The CI preset (sequences of 1536 tokens, its own small expert sets, whose tokenizer splits text
+    into more tokens) and the embedded default (context sized to the data) cut no expert reply; the
+    default trains and prompts whole conversations."""
+    config = _config(preset)
     records = experts(bench)
-    tokenizer, rule = _rule(records, _config(preset), tmp_path)
+    records = [
+        r
+        for r in records
+        if r["id"] in set(select_tasks([r["id"] for r in records], config[bench]["train_tasks"], seed=0))
+    ]
+    tokenizer, rule = _rule(records, config, tmp_path)
     fit = data_fit(tokenizer, records, rule)
     assert fit["replies"] > 0 and fit["replies_cut"] == 0, fit
     assert fit["max_new_tokens"] >= fit["longest_reply"]
