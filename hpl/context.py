@@ -34,6 +34,12 @@ REFILL = 0.5
 RULE_FILE = "context.json"
 
 
+def context_settings(generation: dict) -> dict:
+    """The keys of the config's `generation` block the rule depends on: the params of the jobs that derive
+    it (tiny model, SFT), so that changing `parallel_episodes` or `shards` retrains nothing."""
+    return {key: generation.get(key) for key in ("max_new_tokens", "reply_margin", "max_prompt_tokens")}
+
+
 class ContextError(ValueError):
     """The data cannot be given to the model under the configured budgets; the message names the key."""
 

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the workflow's own hpl/, as in scripts/
 
 from hpl.benchmarks import BENCHMARKS, check_config
+from hpl.context import context_settings
 from hpl.endpoint import model_label, result_settings
 from hpl.expert_import import check_import_config
 

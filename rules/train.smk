@@ -21,7 +21,7 @@ rule sft:
     params:
         base=base_model_path,
         hp=config["training"]["sft"],
-        generation=config["generation"],  # reply budget and window, recorded with the model
+        generation=context_settings(config["generation"]),  # reply budget, window: recorded with the model
         code=code_version("sft.py", "chat.py", "context.py", "models.py"),
     script:
         "../scripts/train_sft.py"
