@@ -63,11 +63,11 @@ def main() -> None:
         cache_dir=work / "translations",
     )
 
-    model, tokenizer = build_tiny_model(records, work / "base", config["model_specs"]["tiny"])
-    hp = dict(config["training"]["sft"], max_steps=args.steps, save_steps=10**6, logging_steps=10**6)
-    metrics = train_sft(str(work / "base"), records, str(work / "sft"), hp)
-
     gen = config["generation"]
+    model, tokenizer = build_tiny_model(records, work / "base", config["model_specs"]["tiny"], generation=gen)
+    hp = dict(config["training"]["sft"], max_steps=args.steps, save_steps=10**6, logging_steps=10**6)
+    metrics = train_sft(str(work / "base"), records, str(work / "sft"), hp, generation=gen)
+
     policy = CountingPolicy(
         str(work / "sft"),
         max_new_tokens=gen["max_new_tokens"],

@@ -7,7 +7,8 @@ All models (the tiny one and Qwen2.5) see the ChatML layout Qwen2.5 was trained 
 Each segment is tokenized on its own and the ids are concatenated, so the boundary between what the agent
 wrote and what the environment wrote is exact: the labels cover the agent's text and its closing
 `<|im_end|>` (the model must learn to stop), nothing else. Observations inside multi-turn chosen/rejected
-continuations are masked the same way.
+continuations are masked the same way. Which turns a training sequence or a prompt holds is decided by
+the shared context rule (`hpl.context`).
 """
 
 from __future__ import annotations
@@ -54,29 +55,3 @@ def generation_prompt(tokenizer, turns: Sequence[dict]) -> list[int]:
     return encode_turns(tokenizer, turns, train_on_agent=False).input_ids + _ids(
         tokenizer, f"{IM_START}assistant\n"
     )
-
-
-def encode_sft(tokenizer, conversations: Sequence[dict], max_length: int) -> Encoded:
-    """An SFT example; the opening "OK" is part of the data (as in ETO) and carries loss too.
-
-    Longer conversations are cut at `max_length` from the left side's end, i.e. the tail is dropped:
-    the early turns hold the task, which every later action depends on.
-    """
-    enc = encode_turns(tokenizer, conversations)
-    return Encoded(enc.input_ids[:max_length], enc.labels[:max_length])
-
-
-def encode_continuation(
-    tokenizer, prompt: Sequence[dict], continuation: Sequence[dict], max_length: int
-) -> Encoded:
-    """Prompt (no loss) + a chosen/rejected continuation (loss on its gpt turns only).
-
-    When too long, the prompt is cut from the left (keeping the instruction would need more care than a
-    tiny model's context is worth; the continuation is what is scored).
-    """
-    head = encode_turns(tokenizer, prompt, train_on_agent=False)
-    tail = encode_turns(tokenizer, continuation, train_on_agent=True)
-    ids, labels = head.input_ids + tail.input_ids, head.labels + tail.labels
-    if len(ids) > max_length:
-        ids, labels = ids[-max_length:], labels[-max_length:]
-    return Encoded(ids, labels)

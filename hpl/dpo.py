@@ -6,6 +6,9 @@ agent's turns, and only the agent's tokens may count (REFERENCE.md section 2). S
 project's own, and `transformers.Trainer` does the rest (optimiser, schedule, checkpoints, DeepSpeed).
 
 - A sequence's log-probability is the sum over its agent tokens (labels != -100), as in DPO.
+- Prompt + continuation are encoded by the shared context rule of pi_ref (`hpl.context`, recorded with
+  the SFT model): each agent turn is scored in the context generation gives it. A continuation too long
+  for one window becomes several windows, whose log-probs are summed (`owner` in a batch).
 - Reference log-probs come from pi_ref once, before training (pi_ref is frozen; only one model is in memory
   while training, as with TRL's `precompute_ref_log_probs`).
 - Each pair belongs to a level ("traj", "step", "group"). The loss of a batch is
@@ -19,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpl.chat import IGNORE_INDEX, encode_continuation
+from hpl.chat import IGNORE_INDEX, Encoded
+from hpl.context import ContextError, ContextRule, copy_rule, read_rule, training_sequences
 from hpl.launch import is_main_process, wait_for_everyone
 
 
@@ -77,21 +81,25 @@ def hierarchical_loss(
 @dataclass
 class PreferenceExample:
     level: str
-    chosen_ids: list[int]
-    chosen_labels: list[int]
-    rejected_ids: list[int]
-    rejected_labels: list[int]
+    chosen: list[Encoded]  # the windows of prompt + chosen continuation (usually one)
+    rejected: list[Encoded]
     ref_chosen: float = 0.0
     ref_rejected: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def encode_pair(tokenizer, pair: dict, level: str, max_length: int) -> PreferenceExample:
-    chosen = encode_continuation(tokenizer, pair["prompt"], pair["chosen"], max_length)
-    rejected = encode_continuation(tokenizer, pair["prompt"], pair["rejected"], max_length)
-    return PreferenceExample(
-        level, chosen.input_ids, chosen.labels, rejected.input_ids, rejected.labels, meta={"id": pair["id"]}
-    )
+def encode_side(
+    tokenizer, prompt: list[dict], continuation: list[dict], window: int, what: str
+) -> list[Encoded]:
+    """Prompt + continuation under the shared context rule, loss on the continuation's agent turns."""
+    return training_sequences(tokenizer, [*prompt, *continuation], window, len(prompt), what).sequences
+
+
+def encode_pair(tokenizer, pair: dict, level: str, window: int) -> PreferenceExample:
+    what = f"{level} pair {pair['id']!r}"
+    chosen = encode_side(tokenizer, pair["prompt"], pair["chosen"], window, what + " (chosen)")
+    rejected = encode_side(tokenizer, pair["prompt"], pair["rejected"], window, what + " (rejected)")
+    return PreferenceExample(level, chosen, rejected, meta={"id": pair["id"]})
 
 
 def _pad(rows: list[list[int]], value: int):
@@ -102,20 +110,39 @@ def _pad(rows: list[list[int]], value: int):
 
 
 def collate(examples: list[PreferenceExample], pad_id: int) -> dict[str, Any]:
-    """Chosen and rejected sequences stacked in one batch (one forward pass for both)."""
+    """Every window of the chosen sides, then of the rejected sides, in one batch (one forward pass);
+    `owner` maps each row to its sequence: pair i's chosen side is i, its rejected side n + i."""
     import torch
 
-    ids = [e.chosen_ids for e in examples] + [e.rejected_ids for e in examples]
-    labels = [e.chosen_labels for e in examples] + [e.rejected_labels for e in examples]
-    mask = [[1] * len(r) for r in ids]
+    n = len(examples)
+    rows: list[Encoded] = []
+    owner: list[int] = []
+    for offset, side in ((0, "chosen"), (n, "rejected")):
+        for i, example in enumerate(examples):
+            windows = getattr(example, side)
+            rows += windows
+            owner += [offset + i] * len(windows)
     return {
-        "input_ids": _pad(ids, pad_id),
-        "labels": _pad(labels, IGNORE_INDEX),
-        "attention_mask": _pad(mask, 0),
+        "input_ids": _pad([r.input_ids for r in rows], pad_id),
+        "labels": _pad([r.labels for r in rows], IGNORE_INDEX),
+        "attention_mask": _pad([[1] * len(r.input_ids) for r in rows], 0),
+        "owner": torch.tensor(owner),
         "ref_chosen": torch.tensor([e.ref_chosen for e in examples]),
         "ref_rejected": torch.tensor([e.ref_rejected for e in examples]),
         "levels": [e.level for e in examples],
     }
+
+
+def side_logps(model, batch: dict[str, Any]):
+    """(summed log-prob, label tokens) of each chosen then rejected side: its windows' rows added up."""
+    logps, counts = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    owner = batch.get("owner")
+    if owner is None:  # one row per side
+        return logps, counts
+    owner = owner.to(logps.device)
+    sides = 2 * len(batch["levels"])
+    summed = logps.new_zeros(sides).index_add(0, owner, logps)
+    return summed, counts.new_zeros(sides).index_add(0, owner, counts)
 
 
 def precompute_reference(model, examples: list[PreferenceExample], pad_id: int, batch_size: int = 8) -> None:
@@ -132,8 +159,9 @@ def precompute_reference(model, examples: list[PreferenceExample], pad_id: int, 
             chunk = examples[start : start + batch_size]
             batch = collate(chunk, pad_id)
             device = next(model.parameters()).device
-            tensors = (batch[key].to(device) for key in ("input_ids", "attention_mask", "labels"))
-            logps, _ = sequence_logps(model, *tensors)
+            for key in ("input_ids", "attention_mask", "labels"):
+                batch[key] = batch[key].to(device)
+            logps, _ = side_logps(model, batch)
             for i, example in enumerate(chunk):
                 example.ref_chosen = float(logps[i])
                 example.ref_rejected = float(logps[len(chunk) + i])
@@ -141,7 +169,7 @@ def precompute_reference(model, examples: list[PreferenceExample], pad_id: int, 
 
 def batch_loss(model, batch: dict[str, Any], beta: float, settings: dict[str, LevelSettings]):
     """The hierarchical DPO loss of a collated batch, and per-level metrics."""
-    logps, counts = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    logps, counts = side_logps(model, batch)
     n = len(batch["levels"])
     chosen, rejected = logps[:n], logps[n:]
     losses = dpo_losses(chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], beta)
@@ -185,13 +213,27 @@ def make_trainer(
     )
 
 
-def load_examples(
-    tokenizer, pairs_by_level: dict[str, list[dict]], max_length: int
-) -> list[PreferenceExample]:
+def load_examples(tokenizer, pairs_by_level: dict[str, list[dict]], window: int) -> list[PreferenceExample]:
     examples = []
     for level, pairs in pairs_by_level.items():
-        examples += [encode_pair(tokenizer, pair, level, max_length) for pair in pairs]
+        examples += [encode_pair(tokenizer, pair, level, window) for pair in pairs]
     return examples
+
+
+def reference_rule(ref_path: str, hp: dict[str, Any]) -> ContextRule:
+    """pi_ref's context rule (recorded by its SFT job): DPO scores every turn as generation shows it.
+    `max_length`, where set, must hold a full window and reply, else the two would disagree."""
+    rule = read_rule(ref_path)
+    if rule is None:
+        raise ContextError(
+            f"{ref_path} has no context rule (context.json): the reference must be an SFT model trained here"
+        )
+    if hp.get("max_length") is not None and hp["max_length"] < rule.sequence:
+        raise ContextError(
+            f"training.dpo.max_length is {hp['max_length']}, shorter than pi_ref's window + reply "
+            f"({rule.window} + {rule.reply} tokens, {ref_path}/context.json): raise it or set it to null"
+        )
+    return rule
 
 
 def train_dpo(
@@ -224,7 +266,8 @@ def train_dpo(
     out = Path(out_dir)
     work = Path(scratch) if scratch else scratch_dir(out)
     ref_model, tokenizer = load_model(ref_path)
-    examples = load_examples(tokenizer, pairs_by_level, hp["max_length"])
+    rule = reference_rule(ref_path, hp)
+    examples = load_examples(tokenizer, pairs_by_level, rule.window)
     precompute_reference(ref_model, examples, tokenizer.pad_token_id, batch_size=hp["batch_size"])
     model = ref_model if init_path in (None, ref_path) else load_model(init_path)[0]
     model.train()
@@ -246,6 +289,7 @@ def train_dpo(
     }
     if is_main_process():  # one writer when accelerate launched several processes (hpl.launch)
         tokenizer.save_pretrained(str(out))
+        copy_rule(ref_path, out)  # generation with this model uses pi_ref's rule
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     wait_for_everyone()
     if scratch is None:

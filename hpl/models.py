@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from hpl.chat import IM_END, IM_START
@@ -49,10 +48,25 @@ def conversation_texts(records: Iterable[dict]) -> Iterable[str]:
             yield turn["value"]
 
 
-def build_tiny_model(records: list[dict], out_dir: str | os.PathLike, spec: dict[str, Any], seed: int = 0):
-    """Train the tokenizer on `records`, initialise a Qwen2 LM of `spec` sizes, save both to `out_dir`."""
+def build_tiny_model(
+    records: list[dict],
+    out_dir: str | os.PathLike,
+    spec: dict[str, Any],
+    seed: int = 0,
+    generation: dict | None = None,
+):
+    """Train the tokenizer on `records`, initialise a Qwen2 LM of `spec` sizes, save both to `out_dir`.
+
+    `max_positions: null` sizes the context to the data: the longest expert conversation plus the reply
+    budget (`hpl.context.required_positions`, `generation` the config's block), so whole conversations
+    train and generate without a window. Tokens are counted with the tokenizer as later jobs load it from
+    the folder: beside a Qwen2 config, transformers loads it as a Qwen2 tokenizer, which splits some
+    text differently from the tokenizer object just trained.
+    """
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from hpl.context import derive_rule, required_positions, write_rule
 
     tokenizer = train_tokenizer(conversation_texts(records), spec["vocab_size"])
     config = Qwen2Config(
@@ -62,17 +76,23 @@ def build_tiny_model(records: list[dict], out_dir: str | os.PathLike, spec: dict
         num_hidden_layers=spec["num_layers"],
         num_attention_heads=spec["num_heads"],
         num_key_value_heads=spec.get("num_kv_heads", spec["num_heads"]),
-        max_position_embeddings=spec["max_positions"],
+        max_position_embeddings=spec["max_positions"] or 128,  # null: set below, once tokens are counted
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    model = Qwen2ForCausalLM(config)  # the weights do not depend on the context length (RoPE)
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
+    if not spec["max_positions"]:
+        model.config.max_position_embeddings = required_positions(tokenizer, records, generation or {})
+        model.config.save_pretrained(str(out_dir))
+    # the untrained model generates (a zero-shot row) under the rule its SFT would derive
+    rule = derive_rule(tokenizer, records, generation or {}, model.config.max_position_embeddings)
+    write_rule(out_dir, rule)
     return model, tokenizer
 
 

@@ -2,9 +2,9 @@
 
 `HFPolicy` wraps a Hugging Face causal LM and generates for many live episodes in one padded batch
 (left padding, KV cache within a turn). Greedy when temperature is 0 (evaluation), sampled otherwise
-(exploration, Monte Carlo rollouts). A conversation longer than the context keeps its opening turns
-(instruction, "OK", the task) and drops the oldest (action, observation) pairs after them: the task is
-what every later action depends on.
+(exploration, Monte Carlo rollouts). Prompts follow the shared context rule (`hpl.context`) that the model
+was trained with, read from its folder (`context.json`): the same reply budget and window, so a prompt is
+token for token what training showed before the same reply.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from hpl.admissible import AdmissibleActions
-from hpl.chat import generation_prompt
+from hpl.context import ContextError, prompt_ids, read_rule
 from hpl.models import load_model, stop_token_ids
 
-OPENING_TURNS = 3  # instruction, "OK", first observation
 ACTION_MODES = ("free", "admissible")  # generation.actions (hpl.admissible)
 
 
@@ -74,13 +73,8 @@ class KeyedSampler:
 
 
 def fit_context(tokenizer, turns: list[dict], max_prompt_tokens: int) -> list[int]:
-    """Prompt ids for `turns`, dropping the oldest middle turn pairs until it fits."""
-    turns = list(turns)
-    ids = generation_prompt(tokenizer, turns)
-    while len(ids) > max_prompt_tokens and len(turns) > OPENING_TURNS + 1:
-        del turns[OPENING_TURNS : OPENING_TURNS + 2]
-        ids = generation_prompt(tokenizer, turns)
-    return ids[-max_prompt_tokens:]
+    """Prompt ids for `turns` under the shared context rule (`hpl.context.prompt_ids`)."""
+    return prompt_ids(tokenizer, turns, max_prompt_tokens).ids
 
 
 class ActionLineStop:
@@ -107,11 +101,15 @@ def _has_action_line(text: str) -> bool:
 
 
 class HFPolicy:
+    """A Hugging Face causal LM as a policy. A model trained here carries its context rule (reply budget
+    and window, `context.json`), which wins over the arguments; other models (a hub id, an untrained base)
+    use `max_new_tokens` and `max_prompt_tokens` (null: the model's context minus the reply budget)."""
+
     def __init__(
         self,
         model_path: str,
-        max_new_tokens: int = 64,
-        max_prompt_tokens: int = 2048,
+        max_new_tokens: int | None = 64,
+        max_prompt_tokens: int | None = 2048,
         batch_size: int = 16,
         device: str | None = None,
         seed: int = 0,
@@ -126,9 +124,18 @@ class HFPolicy:
         self.model, self.tokenizer = load_model(model_path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
-        self.max_new_tokens = max_new_tokens
-        context = getattr(self.model.config, "max_position_embeddings", None) or max_prompt_tokens
-        self.max_prompt_tokens = min(max_prompt_tokens, context - max_new_tokens)
+        rule = read_rule(model_path)
+        if rule is not None:
+            self.max_new_tokens, self.max_prompt_tokens = rule.reply, rule.window
+        elif max_new_tokens is None:
+            raise ContextError(
+                f"{model_path} records no reply budget (context.json, written by SFT here): set "
+                "generation.max_new_tokens for it"
+            )
+        else:
+            self.max_new_tokens = max_new_tokens
+            context = getattr(self.model.config, "max_position_embeddings", None) or max_prompt_tokens
+            self.max_prompt_tokens = min(max_prompt_tokens or context, context - max_new_tokens)
         self.batch_size = batch_size
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.seed = seed
@@ -197,13 +204,13 @@ class HFPolicy:
 
 
 def policy_from_config(model_path: str, generation: dict, batch_size: int | None = None) -> HFPolicy:
-    """An HFPolicy with the config's `generation` settings (batch: `parallel_episodes` unless given).
-
-    `generation["actions"]` is the mode already resolved for the job's benchmark (rules/common.smk)."""
+    """An HFPolicy with the config's `generation` settings (batch: `parallel_episodes` unless given); a
+    model trained here brings its own reply budget and window (`context.json`). `generation["actions"]` is
+    the mode already resolved for the job's benchmark (rules/common.smk)."""
     return HFPolicy(
         model_path,
-        max_new_tokens=generation["max_new_tokens"],
-        max_prompt_tokens=generation["max_prompt_tokens"],
+        max_new_tokens=generation.get("max_new_tokens"),
+        max_prompt_tokens=generation.get("max_prompt_tokens"),
         batch_size=batch_size or generation["parallel_episodes"],
         actions=generation.get("actions", "free"),
     )

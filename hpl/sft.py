@@ -2,7 +2,9 @@
 
 Training runs through `transformers.Trainer` (AdamW, cosine schedule with warmup, gradient accumulation,
 checkpoints to resume from, DeepSpeed/accelerate on a cluster); this module only turns trajectories into
-masked examples (`hpl.chat.encode_sft`) and pads batches.
+masked examples and pads batches. Examples follow the shared context rule (`hpl.context`): whole
+conversations when they fit the model, else windows equal to what generation shows; the rule (reply
+budget, window) and a data-fit report are written with the model (`context.json`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpl.chat import IGNORE_INDEX, encode_sft
+from hpl.chat import IGNORE_INDEX
+from hpl.context import ContextRule, data_fit, derive_rule, training_sequences, write_rule
 from hpl.launch import is_main_process, wait_for_everyone
 
 
@@ -38,13 +41,28 @@ class PadCollator:
         }
 
 
-def sft_examples(tokenizer, records: list[dict], max_length: int) -> list[dict[str, list[int]]]:
+def sft_examples(tokenizer, records: list[dict], window: int) -> list[dict[str, list[int]]]:
+    """The training sequences of `records` under the shared context rule (`window` prompt tokens)."""
     examples = []
     for record in records:
-        enc = encode_sft(tokenizer, record["conversations"], max_length)
-        if any(label != IGNORE_INDEX for label in enc.labels):
-            examples.append({"input_ids": enc.input_ids, "labels": enc.labels})
+        what = f"trajectory {record.get('id', '?')!r}"
+        for enc in training_sequences(tokenizer, record["conversations"], window, what=what).sequences:
+            if any(label != IGNORE_INDEX for label in enc.labels):
+                examples.append({"input_ids": enc.input_ids, "labels": enc.labels})
     return examples
+
+
+def context_rule(
+    model, tokenizer, records: list[dict], hp: dict, generation: dict
+) -> tuple[ContextRule, dict]:
+    """The context rule of a model trained on `records` (`hpl.context.derive_rule`) and their data fit."""
+    import logging
+
+    context = model.config.max_position_embeddings
+    rule = derive_rule(tokenizer, records, generation, context, hp.get("max_length"))
+    fit = data_fit(tokenizer, records, rule)
+    logging.getLogger(__name__).info("context rule %s; data fit %s", rule, fit)
+    return rule, fit
 
 
 def scratch_dir(out_dir: str | Path) -> Path:
@@ -135,8 +153,18 @@ def last_checkpoint(scratch: Path) -> str | None:
     return found
 
 
-def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, Any], seed: int = 0) -> dict:
+def train_sft(
+    model_path: str,
+    records: list[dict],
+    out_dir: str,
+    hp: dict[str, Any],
+    seed: int = 0,
+    generation: dict | None = None,
+) -> dict:
     """Fine-tune `model_path` on `records`; save the model to `out_dir`; return training metrics.
+
+    `generation` (the config's block) sets the reply budget and window (null: from the data), recorded
+    with the model (`hpl.context`).
 
     Resumes from the last checkpoint in `<out_dir>.checkpoints` when a previous run was killed.
     """
@@ -146,7 +174,8 @@ def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, 
 
     out = Path(out_dir)
     model, tokenizer = load_model(model_path)
-    examples = sft_examples(tokenizer, records, hp["max_length"])
+    rule, fit = context_rule(model, tokenizer, records, hp, generation or {})
+    examples = sft_examples(tokenizer, records, rule.window)
     if not examples:
         raise ValueError(f"no SFT example with agent tokens among {len(records)} trajectories")
     trainer = Trainer(
@@ -172,9 +201,11 @@ def train_sft(model_path: str, records: list[dict], out_dir: str, hp: dict[str, 
         "hyperparameters": hp,
         "seed": seed,
         "base_model": str(model_path),
+        "data_fit": fit,
     }
     if is_main_process():  # one writer when accelerate launched several processes (hpl.launch)
         tokenizer.save_pretrained(str(out))
+        write_rule(out, rule, fit)
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     wait_for_everyone()
     drop_scratch(scratch_dir(out))

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the workflow's own hpl/, as in scripts/
 
 from hpl.benchmarks import BENCHMARKS, check_config, check_mirrors
+from hpl.context import context_settings
 from hpl.endpoint import model_label, result_settings
 from hpl.expert_import import check_import_config
 
@@ -152,6 +153,7 @@ def eval_code(wildcards):
         "policy.py",
         "admissible.py",
         "chat.py",
+        "context.py",
         "react.py",
         *extra,
     )
@@ -174,7 +176,11 @@ def segmenter_code(segmenter):
     """Code version of one segmenter's module (a change reruns only that segmenter's branch)."""
     kind = config["segmenters"][segmenter]["kind"]
     source = {"fixed_n": "fixed", "fixed_k": "fixed"}.get(kind, kind)
-    extra = ["llm.py", "llm_server.py"] if kind == "semantic" else []
+    extra = {
+        "semantic": ["llm.py", "llm_server.py"],
+        # entropies are scored in the context pi_ref acts from (hpl.context via hpl.policy)
+        "uncertainty": ["policy.py", "context.py", "chat.py"],
+    }.get(kind, [])
     return code_version(
         "segmenters/__init__.py",
         "segmenters/base.py",

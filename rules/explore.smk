@@ -28,7 +28,12 @@ rule explore:
         generation=generation_settings,
         shard=shard_of,
         code=bench_code(
-            "episodes.py", "policy.py", "admissible.py", "chat.py", "react.py"
+            "episodes.py",
+            "policy.py",
+            "admissible.py",
+            "chat.py",
+            "context.py",
+            "react.py",
         ),
     script:
         "../scripts/explore.py"
@@ -49,7 +54,12 @@ use rule explore as rft_samples with:
         generation=generation_settings,
         shard=shard_of,
         code=bench_code(
-            "episodes.py", "policy.py", "admissible.py", "chat.py", "react.py"
+            "episodes.py",
+            "policy.py",
+            "admissible.py",
+            "chat.py",
+            "context.py",
+            "react.py",
         ),
 
 
@@ -87,6 +97,7 @@ rule step_rollouts:
             "policy.py",
             "admissible.py",
             "chat.py",
+            "context.py",
             "react.py",
         ),
     script:

@@ -64,6 +64,7 @@ rule groups:
             "policy.py",
             "admissible.py",
             "chat.py",
+            "context.py",
         ),
     script:
         "../scripts/group_rollouts.py"
@@ -113,6 +114,8 @@ rule hpl:
         spec=lambda wc: method_spec(wc.method),
         hp=dpo_hparams,
         thresholds=lambda wc: config[wc.bench]["curriculum"],
-        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "curriculum.py"),
+        code=code_version(
+            "dpo.py", "sft.py", "chat.py", "context.py", "models.py", "curriculum.py"
+        ),
     script:
         "../scripts/train_hpl.py"

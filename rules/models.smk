@@ -12,6 +12,7 @@ rule tiny_model:
         "../envs/agent.yaml"
     params:
         spec=lambda wc: model_spec(wc.model),
-        code=code_version("models.py"),
+        generation=context_settings(config["generation"]),  # max_positions null: sized to the data
+        code=code_version("models.py", "context.py", "chat.py"),
     script:
         "../scripts/build_tiny_model.py"

@@ -21,7 +21,8 @@ rule sft:
     params:
         base=base_model_path,
         hp=config["training"]["sft"],
-        code=code_version("sft.py", "chat.py", "models.py"),
+        generation=context_settings(config["generation"]),  # reply budget, window: recorded with the model
+        code=code_version("sft.py", "chat.py", "context.py", "models.py"),
     script:
         "../scripts/train_sft.py"
 
@@ -61,6 +62,8 @@ rule dpo:
     params:
         spec=lambda wc: method_spec(wc.method),
         hp=dpo_hparams,
-        code=code_version("dpo.py", "sft.py", "chat.py", "models.py", "pairs.py"),
+        code=code_version(
+            "dpo.py", "sft.py", "chat.py", "context.py", "models.py", "pairs.py"
+        ),
     script:
         "../scripts/train_dpo.py"

@@ -10,5 +10,11 @@ from hpl.runlog import to_log
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
-model, tokenizer = build_tiny_model(read_jsonl(smk.input.expert), smk.output[0], smk.params.spec)
-log.info("tiny model: %d parameters, vocabulary %d", parameter_count(model), len(tokenizer))
+records = read_jsonl(smk.input.expert)
+model, tokenizer = build_tiny_model(records, smk.output[0], smk.params.spec, generation=smk.params.generation)
+log.info(
+    "tiny model: %d parameters, vocabulary %d, context %d positions",
+    parameter_count(model),
+    len(tokenizer),
+    model.config.max_position_embeddings,
+)

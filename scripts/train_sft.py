@@ -18,6 +18,7 @@ if "samples" in smk.input.keys():  # RFT: add pi_ref's own successful trajectori
     log.info("RFT: %d expert + %d successful pi_ref trajectories", len(records), len(successes))
     records += successes
 args = dict(model_path=smk.params.base, records=records, out_dir=smk.output[0], hp=smk.params.hp)
+args["generation"] = smk.params.generation  # reply budget and window (hpl.context)
 processes = processes_for(int(smk.resources.gpu), visible_gpus())  # one per GPU (accelerate launch)
 metrics = train("sft", {**args, "seed": int(smk.wildcards.seed)}, processes, log=log)
 log.info("SFT done: %s", metrics)

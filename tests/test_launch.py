@@ -16,7 +16,7 @@ HP = dict(
     grad_accum=1,
     warmup_ratio=0.0,
     scheduler="constant",
-    max_length=256,
+    max_length=None,  # the model's context (hpl.context); DPO takes pi_ref's window
     save_steps=1000,
     beta=0.3,
 )

@@ -1,10 +1,12 @@
 """The tiny model, the agent-token loss mask, SFT and batched generation, on real transformers."""
 
+import json
 import math
 
 import pytest
 
-from hpl.chat import IGNORE_INDEX, encode_continuation, encode_turns, generation_prompt
+from hpl.chat import IGNORE_INDEX, encode_turns, generation_prompt
+from hpl.dpo import encode_side
 from hpl.models import ModelLoadError, build_tiny_model, load_model
 from hpl.policy import HFPolicy, fit_context
 from hpl.react import parse_action
@@ -58,10 +60,34 @@ def test_loss_mask_covers_exactly_the_agent_turns(tiny):
 def test_continuation_masks_prompt_and_inner_observations(tiny):
     _, tok = load_model(tiny)
     turns = _records()[0]["conversations"]
-    enc = encode_continuation(tok, turns[:3], turns[3:], max_length=10_000)
+    [enc] = encode_side(tok, turns[:3], turns[3:], window=10_000, what="pair")
     learned = tok.decode([i for i, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE_INDEX])
     assert learned.startswith("Thought: the desk 0.") and "Observation" not in learned
     assert "OK" not in learned  # the prompt's turns never carry loss
+
+
+def test_dpo_side_spanning_windows_sums_its_windows(tiny):
+    """A continuation longer than the window is scored window by window (each reply in its generation
+    context); the side's log-prob is the sum of its windows' log-probs."""
+    import torch
+
+    from hpl.dpo import PreferenceExample, collate, sequence_logps, side_logps
+
+    model, tok = load_model(tiny)
+    turns = _records()[0]["conversations"]
+    whole = encode_side(tok, turns[:3], turns[3:], window=10_000, what="pair")
+    window = len(generation_prompt(tok, turns[:5])) - 1  # the second reply's prompt must be shortened
+    windows = encode_side(tok, turns[:3], turns[3:], window=window, what="pair")
+    assert len(whole) == 1 and len(windows) == 2
+    batch = collate([PreferenceExample("traj", windows, whole)], tok.pad_token_id)
+    with torch.no_grad():
+        sides, counts = side_logps(model, batch)
+        each = [
+            sequence_logps(model, *(torch.tensor([x]) for x in (w.input_ids, [1] * len(w), w.labels)))
+            for w in windows
+        ]
+    assert float(sides[0]) == pytest.approx(sum(float(lp) for lp, _ in each), abs=1e-4)
+    assert int(counts[0]) == int(counts[1])  # the same agent tokens, split or not
 
 
 def test_fit_context_keeps_task_and_drops_oldest_steps(tiny):
@@ -95,7 +121,11 @@ def test_sft_learns_and_policy_generates(sft):
     path, metrics = sft
     assert metrics["examples"] == 24 and metrics["train_loss"] < math.log(SPEC["vocab_size"])  # below chance
     assert (path / "train_metrics.json").exists()
-    policy = HFPolicy(str(path), max_new_tokens=24, batch_size=2)
+    fit = json.loads((path / "context.json").read_text())
+    assert fit["data_fit"]["replies_cut"] == 0 and fit["data_fit"]["trajectories_shortened"] == 0
+    assert fit["max_new_tokens"] == fit["data_fit"]["longest_reply"]  # no margin asked for here
+    policy = HFPolicy(str(path), max_new_tokens=2, batch_size=2)
+    assert policy.max_new_tokens == fit["max_new_tokens"]  # the model's recorded budget wins
     prompts = [r["conversations"][:3] for r in _records(3)]
     greedy = policy.act(prompts, temperature=0.0)
     assert greedy == policy.act(prompts, temperature=0.0)  # greedy is deterministic

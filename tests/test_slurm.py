@@ -33,6 +33,7 @@ from slurm_cluster import ClusterError, SlurmCluster, slurm_cluster  # noqa: E40
 
 PROFILE = PROJECT_ROOT / "profiles" / "slurm" / "config.yaml"
 CI_CONFIG = PROJECT_ROOT / "config" / "presets" / "ci.yaml"
+CONFIG_GENERATION = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())["generation"]
 TARGET = "results/alfworld/tiny/eval/sft/seed0/seen.jsonl"
 SLICE_RULES = {"benchmark_data", "expert", "tiny_model", "sft", "evaluate"}
 GPU_RULES = {"sft", "evaluate"}
@@ -272,7 +273,7 @@ RESUME_HP = {  # long enough to be cancelled midway: ~2 steps per epoch on the C
     "grad_accum": 1,
     "warmup_ratio": 0.1,
     "scheduler": "cosine",
-    "max_length": 1024,
+    "max_length": 1536,  # as the CI preset: a window that holds ALFWorld's opening (hpl.context)
     "save_steps": 5,
 }
 
@@ -348,7 +349,8 @@ def test_cancelled_training_job_resumes_from_its_checkpoint(cluster, slice_run, 
     torch.set_num_threads(1)  # as the SLURM job did; two threads on two busy cores crawl
     clean = tmp_path / "clean"
     records = read_jsonl(workdir / "results/alfworld/expert/train.jsonl")
-    train_sft(str(workdir / "results/alfworld/tiny/base"), records, str(clean), RESUME_HP, seed=1)
+    generation = {**CONFIG_GENERATION, **yaml.safe_load(CI_CONFIG.read_text())["generation"]}  # as the job
+    train_sft(str(workdir / "results/alfworld/tiny/base"), records, str(clean), RESUME_HP, 1, generation)
     resumed_model, _ = load_model(workdir / target)
     clean_model, _ = load_model(clean)
     for (name, a), (_, b) in zip(resumed_model.named_parameters(), clean_model.named_parameters()):

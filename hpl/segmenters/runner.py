@@ -40,7 +40,7 @@ def segment_experts(
     *,
     ref_path: str | None = None,
     llm: dict | None = None,
-    max_length: int = 2048,
+    max_length: int | None = 2048,
     server_log: str | None = None,
 ) -> tuple[list[dict], dict]:
     kind = spec["kind"]
@@ -60,10 +60,13 @@ def segment_experts(
     raise ValueError(f"unknown segmenter kind {kind!r}")
 
 
-def _uncertainty(spec: dict, experts: list[dict], subset: list[dict], ref_path: str, max_length: int):
+def _uncertainty(spec: dict, experts: list[dict], subset: list[dict], ref_path: str, max_length: int | None):
+    from hpl.context import read_rule
     from hpl.models import load_model
 
     model, tokenizer = load_model(ref_path)
+    if max_length is None:  # training.dpo.max_length null: pi_ref's longest sequence (window + reply)
+        max_length = read_rule(ref_path).sequence
     entropies = dict(
         zip([e["id"] for e in experts], action_entropies_batch(model, tokenizer, experts, max_length))
     )
