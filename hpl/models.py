@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from hpl.chat import IM_END, IM_START
 
 PAD = "<|endoftext|>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END]
+#: tokenizer_config.json key that marks a tokenizer trained here (`load_tokenizer` keeps it as trained)
+TRAINED_HERE = "hpl_trained_tokenizer"
 
 
 class ModelLoadError(RuntimeError):
@@ -37,8 +40,27 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     )
     core.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token=PAD, eos_token=IM_END, bos_token=None, unk_token=None
+        tokenizer_object=core,
+        pad_token=PAD,
+        eos_token=IM_END,
+        bos_token=None,
+        unk_token=None,
+        **{TRAINED_HERE: True},  # saved in tokenizer_config.json, and again by every checkpoint after
     )
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """The tokenizer of a checkpoint. One trained here loads exactly as trained: beside a Qwen2 config,
+    AutoTokenizer would build a Qwen2 tokenizer, whose own pre-tokenizer (single digits, ...) splits text
+    differently from the merges learned here (longer sequences, and tokens never seen in training)."""
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config = Path(path) / "tokenizer_config.json"
+    if config.is_file() and json.loads(config.read_text()).get(TRAINED_HERE):
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 def conversation_texts(records: Iterable[dict]) -> Iterable[str]:
@@ -60,11 +82,10 @@ def build_tiny_model(
     `max_positions: null` sizes the context to the data: the longest expert conversation plus the reply
     budget (`hpl.context.required_positions`, `generation` the config's block), so whole conversations
     train and generate without a window. Tokens are counted with the tokenizer as later jobs load it from
-    the folder: beside a Qwen2 config, transformers loads it as a Qwen2 tokenizer, which splits some
-    text differently from the tokenizer object just trained.
+    the folder (`load_tokenizer`: the same as trained).
     """
     import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from hpl.context import derive_rule, required_positions, write_rule
 
@@ -86,7 +107,7 @@ def build_tiny_model(
     model = Qwen2ForCausalLM(config)  # the weights do not depend on the context length (RoPE)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
+    tokenizer = load_tokenizer(out_dir)
     if not spec["max_positions"]:
         model.config.max_position_embeddings = required_positions(tokenizer, records, generation or {})
         model.config.save_pretrained(str(out_dir))
@@ -99,10 +120,10 @@ def build_tiny_model(
 def load_model(path: str | os.PathLike, dtype: str = "float32"):
     """(model, tokenizer) from a checkpoint folder or hub id; an error naming `path` if it fails."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        tokenizer = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
     except Exception as err:  # transformers raises many kinds; the path is what the user needs
         raise ModelLoadError(f"cannot load model checkpoint {path}: {err}") from err

@@ -199,3 +199,15 @@ def test_sft_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(tiny,
     reference, _ = load_model(clean)
     for (name, a), (_, b) in zip(resumed.named_parameters(), reference.named_parameters()):
         assert (a - b).abs().max() < 1e-5, name
+
+
+def test_checkpoints_reload_the_tokenizer_as_trained(tiny, sft):
+    """Beside a Qwen2 config, AutoTokenizer would rebuild the tiny tokenizer as a Qwen2 tokenizer, whose own
+    pre-tokenizer splits digits apart: " 12" would become two tokens the merges never produced."""
+    from hpl.models import conversation_texts, train_tokenizer
+
+    trained = train_tokenizer(conversation_texts(_records()), SPEC["vocab_size"])
+    text = "Thought: the desk 12.\nAction: go to desk 12"
+    for folder in (tiny, sft[0]):  # the base model and a checkpoint saved by SFT
+        _, tok = load_model(folder)
+        assert tok.encode(text) == trained.encode(text)
