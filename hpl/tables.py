@@ -95,7 +95,7 @@ def action_modes(runs: Iterable[EvalRun]) -> str:
     modes: dict[str, set[str]] = {}
     for run in runs:
         for episode in run.episodes:
-            modes.setdefault(run.bench, set()).add(episode.get("actions", "free"))
+            modes.setdefault(run.bench, set()).add(episode.get("action_mode", "free"))
     flat = {mode for bench_modes in modes.values() for mode in bench_modes}
     if len(flat) <= 1:
         return next(iter(flat), "")

@@ -41,7 +41,7 @@ if todo:
             parallel=gen["parallel_episodes"],
             temperature=0.0,
             max_turns=settings["max_turns"],
-            on_finish=lambda ep: out.add({**ep.record(), "actions": mode}),
+            on_finish=lambda ep: out.add({**ep.record(), "action_mode": mode}),
             progress=split,
         )
 make_env.close()  # before the output is complete: nothing slow between it and the job's end

@@ -57,3 +57,15 @@ def test_type_table_per_type_success():
     row = frame.iloc[0]
     assert row["Pick"] == "50.00" and row["Heat"] == "100.00" and row["Cool"] == ""
     assert row["All"] == "66.67"
+
+
+def test_table1_names_how_actions_were_decoded():
+    def rows(mode):
+        return tuple({"reward": 0.0, "task_type": "Pick", "action_mode": mode, "actions": ["look"]} for _ in "ab")
+
+    same = [EvalRun("m", "sft", 0, "alfworld", s, rows("admissible")) for s in ("seen", "unseen")]
+    assert table1(same)[0].iloc[0]["Actions"] == "admissible"
+    mixed = same + [EvalRun("m", "sft", 0, "intercode_sql", "test", rows("free"))]
+    assert table1(mixed)[0].iloc[0]["Actions"] == "alfworld: admissible; intercode_sql: free"
+    legacy = [EvalRun("m", "sft", 0, "webshop", "test", _episodes([0.5]))]  # rows written before the field
+    assert table1(legacy)[0].iloc[0]["Actions"] == "free"
