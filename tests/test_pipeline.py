@@ -69,7 +69,7 @@ def test_table1_has_a_row_per_method_with_alfworld_cells(run):
     rows = _csv(run / "results" / "table1.csv")
     assert [(r["Model"], r["Method"]) for r in rows] == [("tiny", m) for m in METHODS]
     for row in rows:
-        assert row["Actions"] == "admissible"  # the embedded default's generation.actions for ALFWorld
+        assert row["Actions"] == "free"  # the CI preset's generation.actions
         for column in ["ALFWorld Seen", "ALFWorld Unseen"]:
             assert 0.0 <= float(row[column]) <= 100.0
         for column in [
