@@ -69,7 +69,7 @@ def test_table1_has_a_row_per_method_with_alfworld_cells(run):
     rows = _csv(run / "results" / "table1.csv")
     assert [(r["Model"], r["Method"]) for r in rows] == [("tiny", m) for m in METHODS]
     for row in rows:
-        assert row["Actions"] == "free"  # the CI preset's generation.actions
+        assert row["Actions"] == "admissible"  # the embedded default's generation.actions on ALFWorld
         for column in ["ALFWorld Seen", "ALFWorld Unseen"]:
             assert 0.0 <= float(row[column]) <= 100.0
         for column in [
@@ -110,7 +110,7 @@ def test_type_tables_and_episode_rows(run):
         assert ep["task_id"].startswith("valid_unseen/")
         assert ep["task_type"] in {"Pick", "Clean", "Heat", "Cool", "Examine", "Pick2"}
         assert 1 <= ep["turns"] <= 15 and len(ep["actions"]) == ep["turns"]
-        assert 0 <= ep["invalid_actions"] <= ep["turns"]
+        assert ep["invalid_actions"] == 0 and ep["action_mode"] == "admissible"  # valid by construction
         assert ep["reward"] in (0.0, 1.0) and ep["success"] == (ep["reward"] == 1.0)
 
 

@@ -73,3 +73,22 @@ def test_a_sampled_reply_does_not_depend_on_its_batch(policy):
     # the draw is random, not greedy: across 6 keys of one prompt, replies differ
     same_prompt = policy.act([convs[0]] * 6, temperature=1.0, keys=keys)
     assert len(set(same_prompt)) > 1
+
+
+def test_keyed_sampling_draws_from_the_softmax_of_the_scores():
+    import torch
+
+    from hpl.policy import KeyedSampler
+
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]])
+    expected = torch.softmax(scores[0] / 0.7, dim=-1)
+    keys = [f"run{i}/0" for i in range(4000)]
+    sampler = KeyedSampler(keys, temperature=0.7, seed=3, prompt_width=0)
+    picks = sampler(torch.zeros(len(keys), 0, dtype=torch.long), scores.repeat(len(keys), 1)).argmax(-1)
+    counts = torch.bincount(picks, minlength=5).double()
+    assert counts[4] == 0  # a masked token is never drawn
+    spread = (len(keys) * expected * (1 - expected)).sqrt()
+    assert ((counts - len(keys) * expected).abs() <= 4 * spread + 1).all(), (counts, len(keys) * expected)
+    # one key's draw is a function of the key and position alone
+    again = KeyedSampler(keys[:7], temperature=0.7, seed=3, prompt_width=0)
+    assert (again(torch.zeros(7, 0, dtype=torch.long), scores.repeat(7, 1)).argmax(-1) == picks[:7]).all()
