@@ -260,6 +260,8 @@ def train_dpo(
     from hpl.sft import drop_scratch, last_checkpoint, scratch_dir, training_arguments
 
     settings = level_settings(settings)
+    if hp.get("group_by_length"):
+        raise ValueError("training.dpo.group_by_length: only SFT groups batches by length (set it under sft)")
     total = sum(len(p) for p in pairs_by_level.values())
     if total == 0:
         raise ValueError(f"no preference pairs to train on (levels: {', '.join(pairs_by_level) or 'none'})")

@@ -118,6 +118,8 @@ def training_arguments(scratch: Path, hp: dict[str, Any], seed: int, **extra: An
         warmup_steps=hp.get("warmup_ratio", 0.1),  # a float < 1 is a ratio in transformers 5
         weight_decay=hp.get("weight_decay", 0.0),
         logging_steps=hp.get("logging_steps", 10),
+        # whole conversations vary 10x in length: grouping them cuts the padding a batch computes on
+        train_sampling_strategy="group_by_length" if hp.get("group_by_length") else "random",
         save_strategy="steps",
         save_steps=hp.get("save_steps", 200),
         save_total_limit=1,

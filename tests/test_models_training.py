@@ -211,3 +211,43 @@ def test_checkpoints_reload_the_tokenizer_as_trained(tiny, sft):
     for folder in (tiny, sft[0]):  # the base model and a checkpoint saved by SFT
         _, tok = load_model(folder)
         assert tok.encode(text) == trained.encode(text)
+
+
+def test_sft_can_group_batches_by_length_and_dpo_refuses_to(tiny, tmp_path):
+    from transformers import Trainer
+
+    from hpl.dpo import train_dpo
+    from hpl.sft import training_arguments
+
+    hp = dict(
+        batch_size=2,
+        lr=5e-3,
+        epochs=1,
+        max_length=256,
+        warmup_ratio=0.1,
+        grad_accum=1,
+        scheduler="cosine",
+        save_steps=1000,
+        group_by_length=True,
+    )
+    args = training_arguments(tmp_path / "scratch", hp, seed=0)
+    assert args.train_sampling_strategy == "group_by_length"
+    assert (
+        training_arguments(tmp_path / "s2", {**hp, "group_by_length": False}, 0).train_sampling_strategy
+        == "random"
+    )
+    # batches hold examples of similar length: sorted within shuffled megabatches (16 examples here)
+    lengths = [8 + i if i % 2 else 300 + i for i in range(64)]
+    model, _ = load_model(str(tiny))
+    trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": [0] * n} for n in lengths])
+    order = [lengths[i] for i in trainer._get_train_sampler()]
+    mixed = [
+        order[i : i + 2]
+        for i in range(0, 64, 2)
+        if (min(order[i : i + 2]) < 100) != (max(order[i : i + 2]) < 100)
+    ]
+    assert len(mixed) <= 4, mixed  # at most one per megabatch (random batches: about 16)
+    metrics = train_sft(str(tiny), _records(8), str(tmp_path / "sft"), hp, seed=0)
+    assert metrics["train_loss"] < math.log(SPEC["vocab_size"])
+    with pytest.raises(ValueError, match="training.dpo.group_by_length"):
+        train_dpo(str(tmp_path / "sft"), {"traj": []}, str(tmp_path / "dpo"), {**hp, "beta": 0.1}, {})
