@@ -15,6 +15,16 @@ from hpl.sft import train_sft
 SPEC = dict(
     vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_positions=512
 )
+SFT_HP = dict(
+    batch_size=8,
+    lr=5e-3,
+    epochs=1,
+    max_length=256,
+    warmup_ratio=0.1,
+    grad_accum=1,
+    scheduler="cosine",
+    save_steps=1000,
+)
 
 
 def _records(n=24):
@@ -102,17 +112,7 @@ def test_fit_context_keeps_task_and_drops_oldest_steps(tiny):
 @pytest.fixture(scope="module")
 def sft(tiny, tmp_path_factory):
     """The tiny model after SFT on the records (it learns "Thought: ...\nAction: go to desk k")."""
-    hp = dict(
-        batch_size=8,
-        lr=5e-3,
-        epochs=30,
-        max_length=256,
-        warmup_ratio=0.1,
-        grad_accum=1,
-        scheduler="cosine",
-        save_steps=1000,
-        logging_steps=100,
-    )
+    hp = {**SFT_HP, "epochs": 30, "logging_steps": 100}
     out = tmp_path_factory.mktemp("sft") / "sft"
     return out, train_sft(str(tiny), _records(), str(out), hp, seed=0)
 
@@ -163,16 +163,7 @@ class _Killed(RuntimeError):
 def test_sft_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(tiny, tmp_path, monkeypatch):
     import hpl.sft as sft
 
-    hp = dict(
-        epochs=4,
-        lr=1e-3,
-        batch_size=4,
-        grad_accum=1,
-        warmup_ratio=0.1,
-        scheduler="cosine",
-        max_length=256,
-        save_steps=5,
-    )
+    hp = {**SFT_HP, "epochs": 4, "lr": 1e-3, "batch_size": 4, "save_steps": 5}
     records = _records(24)  # 6 steps per epoch, 24 in all
     clean = tmp_path / "clean"
     train_sft(str(tiny), records, str(clean), hp, seed=3)
@@ -219,17 +210,7 @@ def test_sft_can_group_batches_by_length_and_dpo_refuses_to(tiny, tmp_path):
     from hpl.dpo import train_dpo
     from hpl.sft import training_arguments
 
-    hp = dict(
-        batch_size=2,
-        lr=5e-3,
-        epochs=1,
-        max_length=256,
-        warmup_ratio=0.1,
-        grad_accum=1,
-        scheduler="cosine",
-        save_steps=1000,
-        group_by_length=True,
-    )
+    hp = {**SFT_HP, "batch_size": 2, "group_by_length": True}
     args = training_arguments(tmp_path / "scratch", hp, seed=0)
     assert args.train_sampling_strategy == "group_by_length"
     assert (
