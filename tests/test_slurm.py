@@ -43,7 +43,7 @@ CLUSTER_TIMEOUT = 240  # package installation plus start
 
 
 def _snakemake(
-    workdir: Path, profile: Path | None, *args: str, limit: int, env=None, preset: Path = CI_CONFIG
+    workdir: Path, profile: str | Path | None, *args: str, limit: int, env=None, preset: Path = CI_CONFIG
 ):
     """snakemake on the CI preset (or `preset`), killed (not asked) after `limit` seconds."""
     cmd = ["timeout", "-s", "KILL", str(limit), sys.executable, "-m", "snakemake"]
@@ -54,9 +54,11 @@ def _snakemake(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=limit + 30, env=env, cwd=PROJECT_ROOT)
 
 
-def _dry_run_jobs(workdir: Path, *targets: str, preset: Path = CI_CONFIG) -> list[tuple[str, dict[str, str]]]:
+def _dry_run_jobs(
+    workdir: Path, *targets: str, preset: Path = CI_CONFIG, profile: str | Path = PROFILE.parent
+) -> list[tuple[str, dict[str, str]]]:
     """(rule, resources) of every job of a dry run through the shipped profile, no cluster needed."""
-    result = _snakemake(workdir, PROFILE.parent, "-n", *targets, limit=240, preset=preset)
+    result = _snakemake(workdir, profile, "-n", *targets, limit=240, preset=preset)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = []
     for line in (result.stdout + result.stderr).splitlines():
@@ -85,6 +87,16 @@ def test_profile_sends_every_gpu_job_to_the_gpu_partition(tmp_path):
     assert GPU_RULES <= gpu_rules
     for rule in gpu_rules:  # CPU cores per GPU job come from the profile, not the login node
         assert rule in shipped["set-threads"], rule
+
+
+@pytest.mark.parametrize("profile", ["slurm", "profiles/slurm"])
+def test_the_profile_is_found_by_its_name_and_by_its_path(tmp_path, profile):
+    """`snakemake --profile slurm ...` as users type it in the project folder (a clean clone has the link)."""
+    assert (PROJECT_ROOT / "slurm").resolve() == PROFILE.parent.resolve()
+    jobs = _dry_run_jobs(tmp_path, TARGET, profile=profile)  # run with the project folder as working dir
+    gpu_partition = yaml.safe_load(PROFILE.read_text())["set-resources"]["sft"]["slurm_partition"]
+    assert {rule for rule, _ in jobs} == SLICE_RULES
+    assert all(res["slurm_partition"] == gpu_partition for rule, res in jobs if rule in GPU_RULES)
 
 
 def test_paper_preset_dry_run_lists_every_job_with_its_resources(tmp_path):
