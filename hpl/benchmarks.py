@@ -300,6 +300,21 @@ class ConfigError(ValueError):
     """A config that passes the schema but is inconsistent; the message names the key."""
 
 
+# a benchmark's own overrides of the shared training blocks: (training block, key there) per benchmark key
+TRAINING_OVERRIDES = {"sft": {"sft_epochs": "epochs"}, "dpo": {"dpo_lr": "lr"}}
+
+
+def training_hparams(config: dict, bench: str, kind: str) -> dict:
+    """`training.<kind>` with the benchmark's own overrides where it sets them (not null): `sft_epochs`
+    (the embedded default trains WebShop's 1000 goals for fewer epochs) and `dpo_lr` (the paper: 1e-6 on
+    WebShop and InterCode-SQL, 3e-6 on ALFWorld)."""
+    own = config.get(bench, {})
+    overrides = {
+        key: own[name] for name, key in TRAINING_OVERRIDES[kind].items() if own.get(name) is not None
+    }
+    return {**config["training"][kind], **overrides}
+
+
 def check_config(config: dict) -> None:
     """Cross-key checks the JSON schema cannot express."""
     for model in config["models"]:

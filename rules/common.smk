@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # the workflow's own hpl/, as in scripts/
 
-from hpl.benchmarks import BENCHMARKS, check_config, check_mirrors
+from hpl.benchmarks import BENCHMARKS, check_config, check_mirrors, training_hparams
 from hpl.context import context_settings
 from hpl.endpoint import model_label, result_settings
 from hpl.expert_import import check_import_config
@@ -223,11 +223,12 @@ def tables():
     return outputs
 
 
+def sft_hparams(wildcards):
+    return training_hparams(config, wildcards.bench, "sft")
+
+
 def dpo_hparams(wildcards):
-    """training.dpo, with the benchmark's own learning rate where it sets one (paper: 1e-6 on WebShop and
-    InterCode-SQL, 3e-6 on ALFWorld)."""
-    lr = config[wildcards.bench].get("dpo_lr")
-    return {**config["training"]["dpo"], **({"lr": lr} if lr is not None else {})}
+    return training_hparams(config, wildcards.bench, "dpo")
 
 
 def method_spec(method):

@@ -20,7 +20,7 @@ rule sft:
         runtime=lambda wc, attempt: 240 * attempt,
     params:
         base=base_model_path,
-        hp=config["training"]["sft"],
+        hp=sft_hparams,
         generation=context_settings(config["generation"]),  # reply budget, window: recorded with the model
         code=code_version("sft.py", "chat.py", "context.py", "models.py"),
     script:

@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from hpl.benchmarks import BENCHMARKS, ConfigError, check_config, prepare_benchmark
+from hpl.benchmarks import BENCHMARKS, ConfigError, check_config, prepare_benchmark, training_hparams
 from hpl.envs.base import BenchmarkError
 from hpl.mirror import ENV_VAR, PROJECT_ROOT, MirrorError
 
@@ -58,3 +58,18 @@ def test_cross_key_config_errors(mutate, message):
     mutate(config)
     with pytest.raises(ConfigError, match=message):
         check_config(config)
+
+
+def test_a_benchmark_sets_its_own_sft_epochs_and_dpo_lr():
+    config = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())
+    config["alfworld"]["dpo_lr"] = 3e-6
+    shared_epochs = config["training"]["sft"]["epochs"]
+    assert (
+        training_hparams(config, "webshop", "sft")["epochs"]
+        == config["webshop"]["sft_epochs"]
+        != shared_epochs
+    )
+    assert training_hparams(config, "alfworld", "sft")["epochs"] == shared_epochs  # sft_epochs unset: shared
+    assert training_hparams(config, "alfworld", "dpo")["lr"] == 3e-6
+    assert training_hparams(config, "webshop", "dpo") == config["training"]["dpo"]  # dpo_lr null
+    assert training_hparams(config, "webshop", "sft")["batch_size"] == config["training"]["sft"]["batch_size"]
