@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpl.chat import IGNORE_INDEX, IM_END, IM_START, ROLE, Encoded
+from hpl.trajectory import OPENING_TURNS
 
-OPENING_TURNS = 3  # instruction, "OK", first observation (the task)
 # an overflowing prompt drops old steps until it fills this share of the window after the opening: the
 # model then sees between REFILL and all of the room, and replies until the next overflow share a sequence
 REFILL = 0.5

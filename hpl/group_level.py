@@ -24,11 +24,11 @@ from collections.abc import Callable
 
 from hpl.envs.base import Environment
 from hpl.io import ResumableJsonl
-from hpl.pairs import OPENING_TURNS, FilterReport, prefix_turns
+from hpl.pairs import FilterReport, prefix_turns
 from hpl.policy import Policy
 from hpl.rollouts import State, rollout_states
 from hpl.step_level import expert_state, run_states
-from hpl.trajectory import actions_of
+from hpl.trajectory import OPENING_TURNS, actions_of
 
 
 def group_key(task_id: str, start: int, end: int) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-OPENING_TURNS = 3
+from hpl.trajectory import OPENING_TURNS
 
 
 def _gap(a: float, b: float) -> float:

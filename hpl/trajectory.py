@@ -77,6 +77,9 @@ def validate_pair(record: Any) -> None:
         raise SchemaError(f"pair {record['id']!r}: prompt must end with a human turn")
 
 
+OPENING_TURNS = 3  # instruction, "OK", first observation (the task): every conversation starts so
+
+
 def new_conversation(instruction: str, first_observation: str) -> list[dict[str, str]]:
     """The opening turns of every episode: instruction, "OK", first observation."""
     return [
@@ -88,7 +91,7 @@ def new_conversation(instruction: str, first_observation: str) -> list[dict[str,
 
 def agent_turns(conversations: list[dict[str, str]]) -> list[str]:
     """The agent's ReAct turns (everything after the opening "OK")."""
-    return [turn["value"] for turn in conversations[3:] if turn["from"] == "gpt"]
+    return [turn["value"] for turn in conversations[OPENING_TURNS:] if turn["from"] == "gpt"]
 
 
 def actions_of(conversations: list[dict[str, str]]) -> list[str | None]:
@@ -113,6 +116,6 @@ def build_trajectory(
             {"from": "human", "value": react.format_observation(observation, observation_prefix)}
         )
     # a finished episode ends on the agent's turn: the last observation carries no training signal
-    if len(conversations) > 3 and conversations[-1]["from"] == "human":
+    if len(conversations) > OPENING_TURNS and conversations[-1]["from"] == "human":
         conversations.pop()
     return {"id": task_id, "conversations": conversations, "reward": float(reward), **meta}
