@@ -26,8 +26,8 @@ from hpl.envs.base import Environment
 from hpl.io import ResumableJsonl
 from hpl.pairs import FilterReport, prefix_turns
 from hpl.policy import Policy
-from hpl.rollouts import State, rollout_states
-from hpl.step_level import expert_state, run_states
+from hpl.rollouts import State, rollout_states, run_states
+from hpl.step_level import expert_state
 from hpl.trajectory import OPENING_TURNS, actions_of
 
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from hpl.envs.base import Environment, StepResult
 from hpl.episodes import Episode, admissible_kwargs, advance, turn_keys
+from hpl.io import ResumableJsonl
 from hpl.policy import Policy
 
 
@@ -181,3 +182,45 @@ def _already_over(lane: _Lane, max_turns: int | None) -> bool:
         lane.episode.reward = float(final()) if callable(final) else float(arrival.reward if arrival else 0.0)
         return True
     return False
+
+
+def state_record(result: StateResult) -> dict:
+    """A StateResult as a JSON record: every rollout's reward, the MC value, the first continuation."""
+    first = result.rollouts[0] if result.rollouts else None
+    return {
+        "id": result.state.key,
+        "task_id": result.state.task_id,
+        "prefix_len": len(result.state.prefix),
+        "rewards": [r.reward for r in result.rollouts],
+        "value": result.value,
+        "turns": first.turns if first else [],
+        "actions": first.actions if first else [],
+    }
+
+
+def run_states(
+    make_env: Callable[[], Environment],
+    policy: Policy,
+    states: list[State],
+    n: int,
+    log: ResumableJsonl,
+    temperature: float,
+    lanes: int,
+    progress: str | None,
+) -> dict[str, dict]:
+    """Roll out the states not yet in `log` (n times each), then finish `log`; return records by key.
+
+    The resumable form of `rollout_states` that the step- and group-level jobs use: each finished state is
+    appended to `log` at once, so a killed job keeps them."""
+    todo = [s for s in states if not log.done(s.key)]
+    rollout_states(
+        make_env,
+        policy,
+        todo,
+        n,
+        temperature=temperature,
+        lanes=lanes,
+        on_state_done=lambda result: log.add(state_record(result)),
+        progress=progress,
+    )
+    return {r["id"]: r for r in log.finish(order=[s.key for s in states])}

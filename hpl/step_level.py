@@ -20,7 +20,7 @@ from hpl.envs.base import Environment
 from hpl.io import ResumableJsonl
 from hpl.pairs import prefix_turns
 from hpl.policy import Policy
-from hpl.rollouts import State, StateResult, rollout_states
+from hpl.rollouts import State, run_states
 from hpl.trajectory import actions_of
 
 
@@ -52,45 +52,6 @@ def after_first_action(state: State, record: dict) -> State:
         state.prefix + (action or "",),
         state.conversations + tuple(record["turns"][:2]),
     )
-
-
-def state_record(result: StateResult) -> dict:
-    """A StateResult as a JSON record: every rollout's reward, the MC value, the first continuation."""
-    first = result.rollouts[0] if result.rollouts else None
-    return {
-        "id": result.state.key,
-        "task_id": result.state.task_id,
-        "prefix_len": len(result.state.prefix),
-        "rewards": [r.reward for r in result.rollouts],
-        "value": result.value,
-        "turns": first.turns if first else [],
-        "actions": first.actions if first else [],
-    }
-
-
-def run_states(
-    make_env,
-    policy,
-    states: list[State],
-    n: int,
-    log: ResumableJsonl,
-    temperature: float,
-    lanes: int,
-    progress: str | None,
-) -> dict[str, dict]:
-    """Roll out the states not yet in `log` (n times each), then finish `log`; return records by key."""
-    todo = [s for s in states if not log.done(s.key)]
-    rollout_states(
-        make_env,
-        policy,
-        todo,
-        n,
-        temperature=temperature,
-        lanes=lanes,
-        on_state_done=lambda result: log.add(state_record(result)),
-        progress=progress,
-    )
-    return {r["id"]: r for r in log.finish(order=[s.key for s in states])}
 
 
 def collect_step_data(
