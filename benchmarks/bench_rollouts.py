@@ -111,31 +111,39 @@ def main() -> None:
     fast = AlfworldEnv(data_dir, cache_dir=cache)
     tasks = select_tasks(fast.task_ids("seen"), args.states, seed=1)
     states = states_for(fast, tasks, args.prefix)
-    policy = HFPolicy(args.model, max_new_tokens=48, max_prompt_tokens=1024, batch_size=args.lanes)
     max_turns = args.prefix + args.steps
 
-    naive = measure(
-        lambda: StockAlfworld(data_dir, max_turns), policy, states, args.rollouts, args.steps, 1, True
-    )
-    ours = measure(
-        lambda: AlfworldEnv(data_dir, max_turns=max_turns, cache_dir=cache),
-        policy,
-        states,
-        args.rollouts,
-        args.steps,
-        args.lanes,
-        False,
-    )
+    def policy(reuse: bool) -> HFPolicy:  # the reply budget and window recorded with the model
+        return HFPolicy(args.model, max_new_tokens=None, batch_size=args.lanes, prefix_cache=reuse)
+
+    def ours(reuse: bool) -> tuple[int, float]:
+        make_env = lambda: AlfworldEnv(data_dir, max_turns=max_turns, cache_dir=cache)  # noqa: E731
+        return measure(make_env, policy(reuse), states, args.rollouts, args.steps, args.lanes, False)
+
+    runs = [
+        (
+            "naive (stock reset + replay, one at a time)",
+            measure(
+                lambda: StockAlfworld(data_dir, max_turns),
+                policy(False),
+                states,
+                args.rollouts,
+                args.steps,
+                1,
+                True,
+            ),
+        ),
+        (f"hpl.rollouts (restore, {args.lanes} lanes, re-encoding)", ours(False)),
+        (f"hpl.rollouts + prefix cache ({args.lanes} lanes)", ours(True)),
+    ]
     print(f"{args.states} states x {args.rollouts} rollouts, {args.steps} actions each, policy {args.model}")
-    rates = {}
-    for name, (count, seconds) in [
-        ("naive (stock reset + replay, one at a time)", naive),
-        (f"hpl (restore + batched generation, {args.lanes} lanes)", ours),
-    ]:
-        rates[name] = 60 * count / seconds
-        print(f"{name:55s} {count:4d} rollouts in {seconds:7.1f} s = {rates[name]:7.1f} rollouts/min")
-    first, second = rates.values()
-    print(f"speed-up: {second / first:.1f}x")
+    rates = []
+    for name, (count, seconds) in runs:
+        rates.append(60 * count / seconds)
+        print(f"{name:55s} {count:4d} rollouts in {seconds:7.1f} s = {rates[-1]:7.1f} rollouts/min")
+    print(
+        f"prefix cache: {rates[2] / rates[0]:.1f}x naive, {rates[2] / rates[1]:.1f}x re-encoding hpl.rollouts"
+    )
 
 
 if __name__ == "__main__":

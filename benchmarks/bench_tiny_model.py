@@ -1,8 +1,10 @@
 """SFT tokens/s and evaluation episodes/min of the embedded tiny model on real ALFWorld games.
 
 Builds the tiny model of `config/config.yaml` on handcoded-expert trajectories of a few training games,
-runs SFT for a fixed number of steps (tokens/s), then plays greedy episodes on validation games with
-batched generation (episodes/min, mean turns, seconds per batched policy call).
+runs SFT for a fixed number of steps (tokens/s), then plays the same greedy episodes on validation games
+twice with batched generation: re-encoding every prompt (the path before `generation.prefix_cache`) and
+encoding only each turn's new tokens (hpl.prefix_cache). Prints episodes/min, mean turns, seconds per
+batched policy call and whether the two paths chose the same actions.
 
     python benchmarks/bench_tiny_model.py --games 24 --steps 20 --episodes 16
 """
@@ -34,10 +36,10 @@ class CountingPolicy(HFPolicy):
     calls = 0
     seconds = 0.0
 
-    def act(self, conversations, temperature=0.0, keys=None):
+    def act(self, conversations, temperature=0.0, keys=None, **kwargs):
         started = time.perf_counter()
         try:
-            return super().act(conversations, temperature)
+            return super().act(conversations, temperature, keys, **kwargs)
         finally:
             self.calls += 1
             self.seconds += time.perf_counter() - started
@@ -68,34 +70,36 @@ def main() -> None:
     hp = dict(config["training"]["sft"], max_steps=args.steps, save_steps=10**6, logging_steps=10**6)
     metrics = train_sft(str(work / "base"), records, str(work / "sft"), hp, generation=gen)
 
-    policy = CountingPolicy(
-        str(work / "sft"),
-        max_new_tokens=gen["max_new_tokens"],
-        max_prompt_tokens=gen["max_prompt_tokens"],
-        batch_size=gen["parallel_episodes"],
-    )
-    tasks = select_tasks(env.task_ids("seen"), args.episodes, seed=0)
-    started = time.perf_counter()
-    episodes = play(
-        lambda: AlfworldEnv(data, cache_dir=work / "translations"),
-        policy,
-        tasks,
-        parallel=gen["parallel_episodes"],
-        temperature=0.0,
-    )
-    seconds = time.perf_counter() - started
-
     print(
         f"tiny model: {parameter_count(model):,} parameters, vocabulary {len(tokenizer)}, "
         f"{len(records)} expert trajectories"
     )
     print(f"SFT: {metrics['steps']} steps, {metrics['tokens_per_second']:.0f} tokens/s")
-    turns = sum(e.turns for e in episodes)
-    print(
-        f"evaluation: {len(episodes)} episodes in {seconds:.1f} s = {60 * len(episodes) / seconds:.1f} episodes/min, "
-        f"{turns / len(episodes):.1f} turns/episode, {policy.calls} batched calls, "
-        f"{policy.seconds / max(policy.calls, 1):.2f} s/call ({policy.seconds / seconds:.0%} of the time in generation)"
-    )
+    tasks = select_tasks(env.task_ids("seen"), args.episodes, seed=0)
+    actions = {}
+    rates = {}
+    for name, reuse in [("re-encoding every prompt", False), ("prefix cache", True)]:
+        policy = CountingPolicy(str(work / "sft"), batch_size=gen["parallel_episodes"], prefix_cache=reuse)
+        started = time.perf_counter()
+        episodes = play(
+            lambda: AlfworldEnv(data, cache_dir=work / "translations"),
+            policy,
+            tasks,
+            parallel=gen["parallel_episodes"],
+            temperature=0.0,
+        )
+        seconds = time.perf_counter() - started
+        actions[name] = [e.actions for e in episodes]
+        rates[name] = 60 * len(episodes) / seconds
+        turns = sum(e.turns for e in episodes)
+        print(
+            f"evaluation, {name}: {len(episodes)} episodes in {seconds:.1f} s = {rates[name]:.1f} episodes/min, "
+            f"{turns / len(episodes):.1f} turns/episode, {policy.calls} batched calls, "
+            f"{policy.seconds / max(policy.calls, 1):.2f} s/call ({policy.seconds / seconds:.0%} in generation)"
+        )
+    old, new = rates.values()
+    same = actions["re-encoding every prompt"] == actions["prefix cache"]
+    print(f"speed-up: {new / old:.1f}x; greedy actions identical: {same}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Protocol
 from hpl.admissible import AdmissibleActions
 from hpl.context import ContextError, prompt_ids, read_rule
 from hpl.models import load_model, stop_token_ids
+from hpl.prefix_cache import PrefixStore, decode
 
 ACTION_MODES = ("free", "admissible")  # generation.actions (hpl.admissible)
 
@@ -126,6 +127,7 @@ class HFPolicy:
         device: str | None = None,
         seed: int = 0,
         actions: str = "free",
+        prefix_cache: bool = True,
     ) -> None:
         import torch
 
@@ -152,6 +154,8 @@ class HFPolicy:
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.seed = seed
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        # keys and values of each live conversation's encoded tokens (hpl.prefix_cache); None: re-encode
+        self.prefixes = PrefixStore(recent=batch_size) if prefix_cache else None
 
     def act(
         self,
@@ -161,6 +165,7 @@ class HFPolicy:
         admissible: Sequence[Sequence[str] | None] | None = None,
     ) -> list[str]:
         replies: list[str] = []
+        names = [key.rsplit("/", 1)[0] for key in keys] if keys else [None] * len(conversations)
         for start in range(0, len(conversations), self.batch_size):
             chunk = slice(start, start + self.batch_size)
             replies += self._generate(
@@ -168,7 +173,10 @@ class HFPolicy:
                 temperature,
                 keys[chunk] if keys else None,
                 admissible[chunk] if admissible and self.constrains_actions else None,
+                names[chunk],
             )
+        if self.prefixes is not None:
+            self.prefixes.keep({name for name in names if name is not None})
         return replies
 
     def _generate(
@@ -177,24 +185,21 @@ class HFPolicy:
         temperature: float,
         keys: Sequence[str] | None,
         admissible: Sequence[Sequence[str] | None] | None,
+        names: Sequence[str | None],
     ) -> list[str]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         prompts = [fit_context(self.tokenizer, turns, self.max_prompt_tokens) for turns in conversations]
+        keyed = temperature > 0 and keys is not None
+        if self.prefixes is not None and (temperature == 0 or keyed):
+            return self._generate_reusing(prompts, temperature, keys if keyed else None, admissible, names)
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        keyed = temperature > 0 and keys is not None
         sample = temperature > 0 and not keyed
-        processors = (
-            [AdmissibleActions(self.tokenizer, admissible, width, self.stop_ids, self.max_new_tokens)]
-            if admissible
-            else []
-        )
-        if keyed:  # after the constraint: samples from the distribution renormalised over valid actions
-            processors.append(KeyedSampler(keys, temperature, self.seed, width))
+        processors = self._processors(admissible, keys if keyed else None, temperature, width)
         # unkeyed sampling uses transformers' global RNG: seed it from our own stream so runs repeat
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
         with torch.no_grad():
@@ -214,6 +219,43 @@ class HFPolicy:
         new_tokens = out[:, width:]
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
 
+    def _processors(self, admissible, keys: Sequence[str] | None, temperature: float, width: int) -> list:
+        """The admissible-action constraint where asked, then keyed sampling where `keys` are given (after
+        the constraint: it samples from the distribution renormalised over valid actions)."""
+        processors = (
+            [AdmissibleActions(self.tokenizer, admissible, width, self.stop_ids, self.max_new_tokens)]
+            if admissible
+            else []
+        )
+        if keys is not None:
+            processors.append(KeyedSampler(keys, temperature, self.seed, width))
+        return processors
+
+    def _generate_reusing(
+        self,
+        prompts: list[list[int]],
+        temperature: float,
+        keys: Sequence[str] | None,
+        admissible: Sequence[Sequence[str] | None] | None,
+        names: Sequence[str | None],
+    ) -> list[str]:
+        """Greedy or keyed replies that encode only what each conversation has not encoded yet."""
+        rows = [(*self.prefixes.lookup(name, prompt), prompt) for name, prompt in zip(names, prompts)]
+        processors = self._processors(admissible, keys, temperature, 0)
+        replies, entries = decode(
+            self.model,
+            rows,
+            max_new_tokens=self.max_new_tokens,
+            pad_id=self.tokenizer.pad_token_id,
+            stop_ids=self.stop_ids,
+            processors=processors,
+            stop_when=ActionLineStop(self.tokenizer, 0),
+        )
+        for name, entry in zip(names, entries):
+            if name is not None:
+                self.prefixes.put(name, entry)
+        return [self.tokenizer.decode(reply, skip_special_tokens=True).strip() for reply in replies]
+
 
 def policy_from_config(model_path: str, generation: dict, batch_size: int | None = None) -> HFPolicy:
     """An HFPolicy with the config's `generation` settings (batch: `parallel_episodes` unless given); a
@@ -225,4 +267,5 @@ def policy_from_config(model_path: str, generation: dict, batch_size: int | None
         max_prompt_tokens=generation.get("max_prompt_tokens"),
         batch_size=batch_size or generation["parallel_episodes"],
         actions=generation.get("actions", "free"),
+        prefix_cache=generation.get("prefix_cache", True),
     )

@@ -1,0 +1,106 @@
+"""Prefix reuse in the local policy (hpl.prefix_cache): the same replies as re-encoding every prompt, on
+real ALFWorld games, greedy and sampled, free and admissible, in episodes and Monte Carlo rollouts."""
+
+import numpy as np
+import pytest
+from test_models_training import SFT_HP
+from test_models_training import SPEC as TINY
+
+from hpl.alfworld.expert import collect_expert
+from hpl.envs.alfworld import AlfworldEnv
+from hpl.episodes import play, select_tasks
+from hpl.models import build_tiny_model
+from hpl.policy import HFPolicy
+from hpl.prefix_cache import Entry, PrefixStore, common_prefix
+from hpl.rollouts import rollout_states
+from hpl.sft import train_sft
+from hpl.step_level import expert_state
+
+SPEC = {
+    **TINY,
+    "vocab_size": 600,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "max_positions": 4096,
+}
+HP = {
+    **SFT_HP,
+    "epochs": 6,
+    "lr": 3e-3,
+    "batch_size": 2,
+    "warmup_ratio": 0.05,
+    "max_length": None,
+    "group_by_length": True,
+}
+
+
+def _entry(ids):
+    return Entry(np.asarray(ids), [])
+
+
+def test_common_prefix_and_lookup():
+    assert common_prefix(np.asarray([1, 2, 3]), np.asarray([1, 2, 4, 5])) == 2
+    assert common_prefix(np.asarray([1, 2]), np.asarray([1, 2, 3])) == 2
+    assert common_prefix(np.asarray([]), np.asarray([1])) == 0
+    store = PrefixStore(recent=1)
+    store.put("a", _entry([1, 2, 3, 4]))
+    store.put("b", _entry([1, 2, 9]))
+    assert store.lookup("a", [1, 2, 3, 4, 5, 6])[1] == 4  # its own entry
+    assert store.lookup("a", [1, 2, 3, 4])[1] == 3  # the last prompt token is always encoded
+    entry, n = store.lookup("new", [1, 2, 9, 9])  # no entry of its own: the longest shared prefix
+    assert n == 3 and list(entry.ids) == [1, 2, 9]
+    assert store.lookup("a", [7, 8])[1] == 0
+    store.put("c", _entry([5]))
+    store.keep({"c"})  # the live one and the most recent other stay
+    assert list(store.entries) == ["b", "c"]
+
+
+@pytest.fixture(scope="module")
+def trained(alfworld_data, tmp_path_factory):
+    """A tiny model after a few epochs of SFT on real handcoded ALFWorld trajectories (peaked enough for
+    greedy ties to be rare, small enough to train in seconds)."""
+    env = AlfworldEnv(alfworld_data)
+    tasks = select_tasks(env.task_ids("seen"), 10, seed=0)  # the fixture prepares seen and unseen
+    env.close()
+    records, _ = collect_expert(alfworld_data, tasks, "handcoded", progress=False)
+    base, out = tmp_path_factory.mktemp("base"), tmp_path_factory.mktemp("sft") / "sft"
+    build_tiny_model(records, base, SPEC)
+    train_sft(str(base), records, str(out), HP, seed=0)
+    return out, records
+
+
+def _make_env(alfworld_data):
+    return lambda: AlfworldEnv(alfworld_data, max_turns=8)
+
+
+@pytest.mark.parametrize("actions,temperature", [("admissible", 0.0), ("free", 0.0), ("admissible", 1.0)])
+def test_episodes_equal_the_reencoding_path(trained, alfworld_data, actions, temperature):
+    path, _ = trained
+    env = AlfworldEnv(alfworld_data)
+    tasks = select_tasks(env.task_ids("seen"), 4, seed=1)
+    env.close()
+    runs = {}
+    for reuse in (False, True):
+        policy = HFPolicy(str(path), batch_size=4, actions=actions, prefix_cache=reuse)
+        episodes = play(_make_env(alfworld_data), policy, tasks, parallel=4, temperature=temperature)
+        runs[reuse] = [e.conversations for e in episodes]
+        if reuse:
+            assert policy.prefixes.entries  # it did reuse
+    assert sum(len(c) for c in runs[True]) >= 4 * 2 * 8  # many turns per game
+    assert runs[True] == runs[False]
+
+
+def test_rollouts_of_one_state_share_its_prefix_and_equal_the_reencoding_path(trained, alfworld_data):
+    path, records = trained
+    states = [expert_state(r, 3) for r in records[:2]]
+    results = {}
+    for reuse in (False, True):
+        policy = HFPolicy(str(path), batch_size=4, actions="admissible", prefix_cache=reuse)
+        done = rollout_states(
+            _make_env(alfworld_data), policy, states, 3, temperature=1.0, max_turns=6, lanes=2
+        )
+        results[reuse] = {r.state.key: [(x.reward, x.turns) for x in r.rollouts] for r in done}
+    assert results[True] == results[False]
+    assert len({str(turns) for rollouts in results[True].values() for _, turns in rollouts}) > 2  # sampled
