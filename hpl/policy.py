@@ -104,8 +104,15 @@ class ActionLineStop:
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        texts = self.tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
-        return torch.tensor([_has_action_line(t) for t in texts], device=input_ids.device)
+        # a reply can only complete its action line with a token holding "\n" (a single byte, never part of
+        # another character), so only those rows are decoded in full: not every row at every step
+        last = self.tokenizer.batch_decode(input_ids[:, -1:], skip_special_tokens=True)
+        done = [
+            "\n" in tail
+            and _has_action_line(self.tokenizer.decode(row[self.width :], skip_special_tokens=True))
+            for row, tail in zip(input_ids, last)
+        ]
+        return torch.tensor(done, device=input_ids.device)
 
 
 def _has_action_line(text: str) -> bool:

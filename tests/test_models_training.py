@@ -232,3 +232,23 @@ def test_sft_can_group_batches_by_length_and_dpo_refuses_to(tiny, tmp_path):
     assert metrics["train_loss"] < math.log(SPEC["vocab_size"])
     with pytest.raises(ValueError, match="training.dpo.group_by_length"):
         train_dpo(str(tmp_path / "sft"), {"traj": []}, str(tmp_path / "dpo"), {**hp, "beta": 0.1}, {})
+
+
+def test_action_line_stop_fires_at_the_first_complete_action_line(tiny):
+    import torch
+
+    from hpl.policy import ActionLineStop, _has_action_line
+
+    _, tokenizer = load_model(str(tiny))
+    stop = ActionLineStop(tokenizer, 2)
+    for reply in [
+        "Thought: the desk 1.\nAction: go to desk 1\nThought: more",
+        "Action: look\n",
+        "Thought: no action yet\nAction:\nAction: go to desk 2\n",
+        "Thought: never ends",
+    ]:
+        ids = [0, 0] + tokenizer.encode(reply, add_special_tokens=False)  # two prompt tokens
+        fired = [bool(stop(torch.tensor([ids[:k]]), None)[0]) for k in range(3, len(ids) + 1)]
+        full = [_has_action_line(tokenizer.decode(ids[2:k])) for k in range(3, len(ids) + 1)]
+        first = full.index(True) if True in full else None
+        assert (fired.index(True) if True in fired else None) == first, reply
