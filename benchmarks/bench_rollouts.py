@@ -104,6 +104,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="actions per rollout after the state")
     parser.add_argument("--prefix", type=int, default=2, help="walkthrough actions before the state")
     parser.add_argument("--lanes", type=int, default=16)
+    parser.add_argument(
+        "--actions",
+        choices=["free", "admissible"],
+        default="admissible",
+        help="decoding mode (the embedded default's on ALFWorld: admissible)",
+    )
     args = parser.parse_args()
 
     data_dir = data_dir_from_mirror()
@@ -114,7 +120,9 @@ def main() -> None:
     max_turns = args.prefix + args.steps
 
     def policy(reuse: bool) -> HFPolicy:  # the reply budget and window recorded with the model
-        return HFPolicy(args.model, max_new_tokens=None, batch_size=args.lanes, prefix_cache=reuse)
+        return HFPolicy(
+            args.model, max_new_tokens=None, batch_size=args.lanes, actions=args.actions, prefix_cache=reuse
+        )
 
     def ours(reuse: bool) -> tuple[int, float]:
         make_env = lambda: AlfworldEnv(data_dir, max_turns=max_turns, cache_dir=cache)  # noqa: E731
@@ -136,7 +144,10 @@ def main() -> None:
         (f"hpl.rollouts (restore, {args.lanes} lanes, re-encoding)", ours(False)),
         (f"hpl.rollouts + prefix cache ({args.lanes} lanes)", ours(True)),
     ]
-    print(f"{args.states} states x {args.rollouts} rollouts, {args.steps} actions each, policy {args.model}")
+    print(
+        f"{args.states} states x {args.rollouts} rollouts, {args.steps} actions each, {args.actions} actions, "
+        f"policy {args.model}"
+    )
     rates = []
     for name, (count, seconds) in runs:
         rates.append(60 * count / seconds)

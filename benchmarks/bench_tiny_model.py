@@ -51,6 +51,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="SFT optimiser steps")
     parser.add_argument("--episodes", type=int, default=16, help="evaluation episodes (seen split)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--actions",
+        choices=["free", "admissible"],
+        default="admissible",
+        help="decoding mode (the embedded default's on ALFWorld: admissible)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -79,7 +85,9 @@ def main() -> None:
     actions = {}
     rates = {}
     for name, reuse in [("re-encoding every prompt", False), ("prefix cache", True)]:
-        policy = CountingPolicy(str(work / "sft"), batch_size=gen["parallel_episodes"], prefix_cache=reuse)
+        policy = CountingPolicy(
+            str(work / "sft"), batch_size=gen["parallel_episodes"], actions=args.actions, prefix_cache=reuse
+        )
         started = time.perf_counter()
         episodes = play(
             lambda: AlfworldEnv(data, cache_dir=work / "translations"),
@@ -99,7 +107,7 @@ def main() -> None:
         )
     old, new = rates.values()
     same = actions["re-encoding every prompt"] == actions["prefix cache"]
-    print(f"speed-up: {new / old:.1f}x; greedy actions identical: {same}")
+    print(f"{args.actions} actions; speed-up: {new / old:.1f}x; greedy actions identical: {same}")
 
 
 if __name__ == "__main__":

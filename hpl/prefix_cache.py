@@ -17,6 +17,7 @@ the last float bits of the logits (tests/test_prefix_cache.py compares them toke
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -98,8 +99,13 @@ def decode(
     suffixes = [list(prompt[n:]) for _, n, prompt in rows]
     past, width = max(reused), max(len(s) for s in suffixes)
     cache = DynamicCache(config=model.config)
+    # every position this call can reach, reserved at once: a decode step then writes its keys and values in
+    # place, where DynamicLayer copies the whole cache to append one position
+    capacity = past + width + max_new_tokens
+    cache.layers = [_reserved_layer()(capacity) for _ in cache.layers]
     if past:
-        cache = DynamicCache(ddp_cache_data=_padded_past(rows, past, device), config=model.config)
+        for layer, (keys, values) in zip(cache.layers, _padded_past(rows, past, device)):
+            layer.update(keys, values)
     ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in suffixes], device=device)
     mask = torch.tensor(
         [
@@ -146,6 +152,34 @@ def decode(
         for row, ((_, n, prompt), s, reply) in enumerate(zip(rows, suffixes, replies))
     ]
     return replies, entries
+
+
+@functools.cache
+def _reserved_layer():
+    """A transformers DynamicLayer whose keys and values are views of buffers of a fixed capacity."""
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        def __init__(self, capacity: int) -> None:
+            super().__init__()
+            self.capacity = capacity
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                batch, heads, _, dim = key_states.shape
+                self.buffers = [
+                    states.new_zeros(batch, heads, self.capacity, dim)
+                    for states in (key_states, value_states)
+                ]
+                self.keys, self.values = (buffer[:, :, :0] for buffer in self.buffers)
+                self.device, self.is_initialized = key_states.device, True
+            start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
+            self.buffers[0][:, :, start:end] = key_states
+            self.buffers[1][:, :, start:end] = value_states
+            self.keys, self.values = (buffer[:, :, :end] for buffer in self.buffers)
+            return self.keys, self.values
+
+    return ReservedLayer
 
 
 def _cache_argument(model) -> str:
