@@ -37,6 +37,7 @@ LEVERS = ("train_tasks", "vocab", "hidden", "layers", "epochs", "lr", "batch")
 COLUMNS = (
     "bench",
     *LEVERS,
+    "grouped",
     "params",
     "actions",
     "train_loss",
@@ -99,7 +100,12 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
     levers = [args.train_tasks, args.vocab, args.hidden, args.layers, args.epochs, args.lr, args.batch]
     for values in itertools.product(*levers):
         point = dict(zip(LEVERS, values, strict=True))
-        modes = [m for m in args.actions if _key({"bench": bench, **point, "actions": m}) not in done]
+        grouped = args.group_by_length
+        modes = [
+            m
+            for m in args.actions
+            if _key({"bench": bench, **point, "grouped": grouped, "actions": m}) not in done
+        ]
         if not modes:
             continue
         records = expert_records(bench, data_dir, settings, point["train_tasks"], work)
@@ -143,12 +149,12 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
 
 
 def _rows(path: str) -> list[dict]:
-    # rows written before the batch lever existed were trained at batch 8
-    return [{"batch": 8, **row} for row in read_jsonl(path)] if Path(path).exists() else []
+    # rows written before the batch lever and grouping existed were trained at batch 8, ungrouped
+    return [{"batch": 8, "grouped": False, **row} for row in read_jsonl(path)] if Path(path).exists() else []
 
 
 def _key(row: dict) -> tuple:
-    return tuple(row[k] for k in ("bench", *LEVERS, "actions"))
+    return tuple(row[k] for k in ("bench", *LEVERS, "grouped", "actions"))
 
 
 def table(path: str) -> str:
