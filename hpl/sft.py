@@ -118,8 +118,6 @@ def training_arguments(scratch: Path, hp: dict[str, Any], seed: int, **extra: An
         warmup_steps=hp.get("warmup_ratio", 0.1),  # a float < 1 is a ratio in transformers 5
         weight_decay=hp.get("weight_decay", 0.0),
         logging_steps=hp.get("logging_steps", 10),
-        # whole conversations vary 10x in length: grouping them cuts the padding a batch computes on
-        train_sampling_strategy="group_by_length" if hp.get("group_by_length") else "random",
         save_strategy="steps",
         save_steps=hp.get("save_steps", 200),
         save_total_limit=1,
@@ -135,6 +133,27 @@ def training_arguments(scratch: Path, hp: dict[str, Any], seed: int, **extra: An
         ddp_find_unused_parameters=False,  # every parameter is used; skips DDP's extra graph walk
         **extra,
     )
+
+
+def length_grouped_sampler(lengths: list[int], batch_size: int, seed: int):
+    """transformers' LengthGroupedSampler (batches of similar lengths, in shuffled megabatches), its order
+    drawn from (seed, epoch): Trainer tells it the epoch, so a run resumed mid-epoch from a checkpoint sees
+    the same batches as an uninterrupted one. The stock sampler draws from the global random state, which
+    a resumed run restores as of the checkpoint, not as of the epoch's start."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    return EpochSeededSampler(batch_size, lengths=lengths)
 
 
 def _cuda() -> bool:
@@ -187,6 +206,9 @@ def train_sft(
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=training_callbacks(),
     )
+    if hp.get("group_by_length"):  # whole conversations vary 10x in length: less padding per batch
+        sampler = length_grouped_sampler([len(e["input_ids"]) for e in examples], hp["batch_size"], seed)
+        trainer._get_train_sampler = lambda *args, **kwargs: sampler  # Trainer's hook for its sampler
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(scratch_dir(out)))
     seconds = time.time() - started

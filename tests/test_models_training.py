@@ -160,10 +160,13 @@ class _Killed(RuntimeError):
     pass
 
 
-def test_sft_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("grouped", [False, True])
+def test_sft_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(
+    tiny, tmp_path, monkeypatch, grouped
+):
     import hpl.sft as sft
 
-    hp = {**SFT_HP, "epochs": 4, "lr": 1e-3, "batch_size": 4, "save_steps": 5}
+    hp = {**SFT_HP, "epochs": 4, "lr": 1e-3, "batch_size": 4, "save_steps": 5, "group_by_length": grouped}
     records = _records(24)  # 6 steps per epoch, 24 in all
     clean = tmp_path / "clean"
     train_sft(str(tiny), records, str(clean), hp, seed=3)
@@ -205,29 +208,23 @@ def test_checkpoints_reload_the_tokenizer_as_trained(tiny, sft):
 
 
 def test_sft_can_group_batches_by_length_and_dpo_refuses_to(tiny, tmp_path):
-    from transformers import Trainer
-
     from hpl.dpo import train_dpo
-    from hpl.sft import training_arguments
+    from hpl.sft import length_grouped_sampler
 
-    hp = {**SFT_HP, "batch_size": 2, "group_by_length": True}
-    args = training_arguments(tmp_path / "scratch", hp, seed=0)
-    assert args.train_sampling_strategy == "group_by_length"
-    assert (
-        training_arguments(tmp_path / "s2", {**hp, "group_by_length": False}, 0).train_sampling_strategy
-        == "random"
-    )
     # batches hold examples of similar length: sorted within shuffled megabatches (16 examples here)
     lengths = [8 + i if i % 2 else 300 + i for i in range(64)]
-    model, _ = load_model(str(tiny))
-    trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": [0] * n} for n in lengths])
-    order = [lengths[i] for i in trainer._get_train_sampler()]
-    mixed = [
-        order[i : i + 2]
-        for i in range(0, 64, 2)
-        if (min(order[i : i + 2]) < 100) != (max(order[i : i + 2]) < 100)
-    ]
-    assert len(mixed) <= 4, mixed  # at most one per megabatch (random batches: about 16)
+    sampler = length_grouped_sampler(lengths, 2, seed=0)
+    first = list(sampler)
+    order = [lengths[i] for i in first]
+    pairs = [order[i : i + 2] for i in range(0, 64, 2)]
+    mixed = [p for p in pairs if (min(p) < 100) != (max(p) < 100)]
+    assert sorted(order) == sorted(lengths) and len(mixed) <= 4, (
+        mixed
+    )  # at most one per megabatch (random: ~16)
+    assert list(sampler) == first  # an epoch's order is fixed by (seed, epoch)
+    sampler.set_epoch(1)
+    assert list(sampler) != first  # and changes with the epoch
+    hp = {**SFT_HP, "batch_size": 2, "group_by_length": True}
     metrics = train_sft(str(tiny), _records(8), str(tmp_path / "sft"), hp, seed=0)
     assert metrics["train_loss"] < math.log(SPEC["vocab_size"])
     with pytest.raises(ValueError, match="training.dpo.group_by_length"):
