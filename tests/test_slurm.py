@@ -34,6 +34,7 @@ from slurm_cluster import ClusterError, SlurmCluster, slurm_cluster  # noqa: E40
 PROFILE = PROJECT_ROOT / "profiles" / "slurm" / "config.yaml"
 CI_CONFIG = PROJECT_ROOT / "config" / "presets" / "ci.yaml"
 CONFIG_GENERATION = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())["generation"]
+CONFIG_SFT = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())["training"]["sft"]
 TARGET = "results/alfworld/tiny/eval/sft/seed0/seen.jsonl"
 SLICE_RULES = {"benchmark_data", "expert", "tiny_model", "sft", "evaluate"}
 GPU_RULES = {"sft", "evaluate"}
@@ -362,7 +363,8 @@ def test_cancelled_training_job_resumes_from_its_checkpoint(cluster, slice_run, 
     clean = tmp_path / "clean"
     records = read_jsonl(workdir / "results/alfworld/expert/train.jsonl")
     generation = {**CONFIG_GENERATION, **yaml.safe_load(CI_CONFIG.read_text())["generation"]}  # as the job
-    train_sft(str(workdir / "results/alfworld/tiny/base"), records, str(clean), RESUME_HP, 1, generation)
+    hp = {**CONFIG_SFT, **yaml.safe_load(CI_CONFIG.read_text())["training"]["sft"], **RESUME_HP}  # as the job
+    train_sft(str(workdir / "results/alfworld/tiny/base"), records, str(clean), hp, 1, generation)
     resumed_model, _ = load_model(workdir / target)
     clean_model, _ = load_model(clean)
     for (name, a), (_, b) in zip(resumed_model.named_parameters(), clean_model.named_parameters()):
