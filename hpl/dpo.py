@@ -202,7 +202,7 @@ def make_trainer(
                 self.log(metrics)
             return (loss, None) if return_outputs else loss
 
-    from hpl.sft import training_callbacks
+    from hpl.trainer import training_callbacks
 
     return PreferenceTrainer(
         model=model,
@@ -249,7 +249,7 @@ def train_dpo(
     """DPO from `init_path` (default pi_ref) with pi_ref as the frozen reference; save to `out_dir`.
 
     The reference log-probs are computed first with pi_ref's weights; training then needs one model only.
-    Resumes from the last checkpoint in `scratch` (default `<out_dir>.checkpoints`, hpl.sft.scratch_dir),
+    Resumes from the last checkpoint in `scratch` (default `<out_dir>.checkpoints`, hpl.trainer.scratch_dir),
     which is removed at the end unless the caller gave it (HPL keeps its phases' until the last phase).
     """
     import json
@@ -257,7 +257,7 @@ def train_dpo(
     from pathlib import Path
 
     from hpl.models import load_model
-    from hpl.sft import drop_scratch, last_checkpoint, scratch_dir, training_arguments
+    from hpl.trainer import drop_scratch, last_checkpoint, scratch_dir, training_arguments
 
     settings = level_settings(settings)
     if hp.get("group_by_length"):
@@ -348,7 +348,7 @@ def train_hierarchical(
     from pathlib import Path
 
     from hpl.curriculum import bucket_counts, format_grid
-    from hpl.sft import drop_scratch, scratch_dir
+    from hpl.trainer import drop_scratch, scratch_dir
 
     log = log or logging.getLogger(__name__)
     settings = level_settings(settings)

@@ -65,76 +65,6 @@ def context_rule(
     return rule, fit
 
 
-def scratch_dir(out_dir: str | Path) -> Path:
-    """Where the training run of `out_dir` keeps its Trainer checkpoints: beside the folder, not in it.
-
-    Snakemake deletes the output of a failed or cancelled job before running it again, so a checkpoint
-    inside it could never be resumed from; `<out>.checkpoints` survives, and is removed (`drop_scratch`)
-    once the model is saved.
-    """
-    out = Path(out_dir)
-    return out.with_name(out.name + ".checkpoints")
-
-
-def drop_scratch(folder: Path) -> None:
-    import shutil
-
-    if is_main_process():
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def save_at_end():
-    """A Trainer callback that also checkpoints the last step, so a finished phase of a multi-phase job
-    resumes as finished (HPL) rather than from its last `save_steps` multiple."""
-    from transformers import TrainerCallback
-
-    class SaveAtEnd(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= state.max_steps:
-                control.should_save = True
-            return control
-
-    return SaveAtEnd()
-
-
-def training_callbacks() -> list:
-    """Callbacks of every training run here (a module-level hook, so tests can add a simulated kill)."""
-    return [save_at_end()]
-
-
-def training_arguments(scratch: Path, hp: dict[str, Any], seed: int, **extra: Any):
-    """transformers TrainingArguments from the config's training block (keys as in config/schema);
-    checkpoints go to `scratch` (see scratch_dir)."""
-    from transformers import TrainingArguments
-
-    return TrainingArguments(
-        output_dir=str(scratch),
-        per_device_train_batch_size=hp["batch_size"],
-        gradient_accumulation_steps=hp.get("grad_accum", 1),
-        learning_rate=float(hp["lr"]),
-        num_train_epochs=hp["epochs"],
-        max_steps=hp.get("max_steps") or -1,
-        lr_scheduler_type=hp.get("scheduler", "cosine"),
-        warmup_steps=hp.get("warmup_ratio", 0.1),  # a float < 1 is a ratio in transformers 5
-        weight_decay=hp.get("weight_decay", 0.0),
-        logging_steps=hp.get("logging_steps", 10),
-        save_strategy="steps",
-        save_steps=hp.get("save_steps", 200),
-        save_total_limit=1,
-        seed=seed,
-        data_seed=seed,
-        report_to=[],
-        disable_tqdm=False,
-        use_cpu=not _cuda(),
-        bf16=_cuda() and hp.get("bf16", True),
-        deepspeed=hp.get("deepspeed"),
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        ddp_find_unused_parameters=False,  # every parameter is used; skips DDP's extra graph walk
-        **extra,
-    )
-
-
 def length_grouped_sampler(lengths: list[int], batch_size: int, seed: int):
     """transformers' LengthGroupedSampler (batches of similar lengths, in shuffled megabatches), its order
     drawn from (seed, epoch): Trainer tells it the epoch, so a run resumed mid-epoch from a checkpoint sees
@@ -156,24 +86,6 @@ def length_grouped_sampler(lengths: list[int], batch_size: int, seed: int):
     return EpochSeededSampler(batch_size, lengths=lengths)
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def last_checkpoint(scratch: Path) -> str | None:
-    """The newest Trainer checkpoint a killed run left in `scratch` (None: start afresh)."""
-    import logging
-
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = get_last_checkpoint(str(scratch)) if scratch.is_dir() else None
-    if found:
-        logging.getLogger(__name__).info("resuming from %s", found)
-    return found
-
-
 def train_sft(
     model_path: str,
     records: list[dict],
@@ -192,6 +104,7 @@ def train_sft(
     from transformers import Trainer
 
     from hpl.models import load_model
+    from hpl.trainer import drop_scratch, last_checkpoint, scratch_dir, training_arguments, training_callbacks
 
     out = Path(out_dir)
     model, tokenizer = load_model(model_path)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from hpl import trainer
 from hpl.chat import IGNORE_INDEX, encode_turns, generation_prompt
 from hpl.dpo import encode_side
 from hpl.models import ModelLoadError, build_tiny_model, load_model
@@ -179,16 +180,16 @@ def test_sft_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(
                 if state.global_step == 13:
                     raise _Killed
 
-        return [sft.save_at_end(), Kill()]
+        return [trainer.save_at_end(), Kill()]
 
     out = tmp_path / "killed"
-    monkeypatch.setattr(sft, "training_callbacks", kill_at_step_13)
+    monkeypatch.setattr(trainer, "training_callbacks", kill_at_step_13)
     with pytest.raises(_Killed):
         sft.train_sft(str(tiny), records, str(out), hp, seed=3)
-    assert sorted(p.name for p in sft.scratch_dir(out).glob("checkpoint-*")) == ["checkpoint-10"]
+    assert sorted(p.name for p in trainer.scratch_dir(out).glob("checkpoint-*")) == ["checkpoint-10"]
     monkeypatch.undo()
     metrics = sft.train_sft(str(tiny), records, str(out), hp, seed=3)
-    assert metrics["steps"] == 24 and not sft.scratch_dir(out).exists()
+    assert metrics["steps"] == 24 and not trainer.scratch_dir(out).exists()
     resumed, _ = load_model(out)
     reference, _ = load_model(clean)
     for (name, a), (_, b) in zip(resumed.named_parameters(), reference.named_parameters()):
