@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hpl.alfworld.data import prepare_alfworld_data, task_type  # noqa: E402
 from hpl.alfworld.engine import installed_versions  # noqa: E402
-from hpl.envs.alfworld import AlfworldEnv  # noqa: E402
+from hpl.alfworld.env import AlfworldEnv  # noqa: E402
 from hpl.envs.base import Environment, ReplaySnapshot  # noqa: E402
 from hpl.mirror import PROJECT_ROOT, benchmark_mirror  # noqa: E402
 

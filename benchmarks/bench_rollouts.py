@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_alfworld import data_dir_from_mirror, stock_engine  # noqa: E402
 
 from hpl.alfworld.data import game_path  # noqa: E402
-from hpl.envs.alfworld import INSTRUCTION, AlfworldEnv, first_observation, to_engine_command  # noqa: E402
+from hpl.alfworld.env import INSTRUCTION, AlfworldEnv, first_observation, to_engine_command  # noqa: E402
 from hpl.envs.base import Environment, StepResult  # noqa: E402
 from hpl.episodes import select_tasks  # noqa: E402
 from hpl.policy import HFPolicy  # noqa: E402

@@ -23,8 +23,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from hpl.alfworld.data import prepare_alfworld_data  # noqa: E402
+from hpl.alfworld.env import AlfworldEnv  # noqa: E402
 from hpl.alfworld.expert import collect_expert  # noqa: E402
-from hpl.envs.alfworld import AlfworldEnv  # noqa: E402
 from hpl.episodes import play, select_tasks  # noqa: E402
 from hpl.mirror import PROJECT_ROOT, benchmark_mirror  # noqa: E402
 from hpl.models import build_tiny_model, parameter_count  # noqa: E402

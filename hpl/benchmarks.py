@@ -34,7 +34,10 @@ class Benchmark:
     session: Callable[[Path, dict], AbstractContextManager[dict]] = lambda data_dir, settings: (
         contextlib.nullcontext({})
     )
-    code: tuple[str, ...] = ()  # library files (globs under hpl/) the benchmark's engine and expert live in
+    # its Environment class as "module:Class", imported when an environment is made (engines import heavy
+    # packages: alfworld, pymysql, bm25s; a machine without one benchmark's dependencies runs the others)
+    environment: str = ""
+    code: tuple[str, ...] = ()  # its package (globs under hpl/): environment, engine, expert, data
     # the files its mirror folder must hold (a function: the names live in modules only its jobs import)
     mirror_files: Callable[[], tuple[str, ...]] = lambda: ()
 
@@ -217,7 +220,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         prepare=_prepare_alfworld,
         expert=_alfworld_expert,
         env_extras=_alfworld_extras,
-        code=("envs/alfworld.py", "alfworld/*.py"),
+        environment="hpl.alfworld.env:AlfworldEnv",
+        code=("alfworld/*.py",),
         mirror_files=_alfworld_mirror_files,
     ),
     "webshop": Benchmark(
@@ -226,7 +230,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         train_split="train",
         prepare=_prepare_webshop,
         expert=_webshop_expert,
-        code=("envs/webshop.py", "webshop/*.py"),
+        environment="hpl.webshop.env:WebShopEnv",
+        code=("webshop/*.py",),
         mirror_files=_webshop_mirror_files,
     ),
     "intercode_sql": Benchmark(
@@ -237,7 +242,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         expert=_intercode_expert,
         session=_intercode_session,
         env_options=_intercode_options,
-        code=("envs/intercode_sql.py", "intercode/*.py"),
+        environment="hpl.intercode.env:InterCodeSQLEnv",
+        code=("intercode/*.py",),
         mirror_files=_intercode_mirror_files,
     ),
 }

@@ -24,8 +24,8 @@ from textworld.envs.pddl import PddlEnv  # noqa: E402
 from hpl.alfworld import data as alfdata  # noqa: E402
 from hpl.alfworld.data import prepare_alfworld_data, task_type  # noqa: E402
 from hpl.alfworld.engine import EngineError  # noqa: E402
+from hpl.alfworld.env import AlfworldEnv, first_observation, to_engine_command  # noqa: E402
 from hpl.alfworld.expert import SOURCES, collect_expert, play  # noqa: E402
-from hpl.envs.alfworld import AlfworldEnv, first_observation, to_engine_command  # noqa: E402
 from hpl.envs.base import BenchmarkError, Environment, ReplaySnapshot, make_env  # noqa: E402
 from hpl.episodes import advance, start_episode  # noqa: E402
 from hpl.io import ResumableJsonl  # noqa: E402

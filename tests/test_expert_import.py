@@ -195,8 +195,8 @@ def _conv(record: dict) -> dict:
 
 
 def test_intercode_import_maps_task_indices(tmp_path, intercode_mirror):
-    from hpl.envs.intercode_sql import INSTRUCTION
     from hpl.intercode.actions import format_sql_action
+    from hpl.intercode.env import INSTRUCTION
     from hpl.intercode.tasks import load_tasks, split_tasks
 
     index = task_index("intercode_sql", intercode_mirror)

@@ -6,8 +6,8 @@ import pytest
 from test_models_training import SFT_HP
 from test_models_training import SPEC as TINY
 
+from hpl.alfworld.env import AlfworldEnv
 from hpl.alfworld.expert import collect_expert
-from hpl.envs.alfworld import AlfworldEnv
 from hpl.episodes import play, select_tasks
 from hpl.models import build_tiny_model
 from hpl.policy import HFPolicy

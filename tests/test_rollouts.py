@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from hpl.envs.alfworld import AlfworldEnv
+from hpl.alfworld.env import AlfworldEnv
 from hpl.episodes import select_tasks
 from hpl.rollouts import State, mc_value, rollout_states
 from hpl.trajectory import new_conversation

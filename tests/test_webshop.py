@@ -6,11 +6,11 @@ import pytest
 
 from hpl.envs import make_env
 from hpl.envs.base import BenchmarkError
-from hpl.envs.webshop import WebShopEnv
 from hpl.episodes import advance, start_episode
 from hpl.trajectory import validate_trajectory
 from hpl.webshop import CatalogueMissing, build_goals, load_catalogue, score_purchase
 from hpl.webshop.catalogue import parse_options, parse_pricing
+from hpl.webshop.env import WebShopEnv
 from hpl.webshop.expert import collect_expert, plan, run_oracle
 from hpl.webshop.goals import NO_PRICE_BOUND
 from hpl.webshop.pages import PageState, parse_action

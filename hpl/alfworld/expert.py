@@ -73,7 +73,7 @@ def _play(env: Any, task_id: str, next_action: Callable[[Any, str | None], str |
 
 def play_walkthrough(env: Any, task_id: str) -> Episode:
     """Play the game's PDDL walkthrough."""
-    from hpl.envs.alfworld import to_agent_command
+    from hpl.alfworld.env import to_agent_command
 
     env.reset(task_id)
     plan = iter([to_agent_command(c) for c in env.walkthrough])
@@ -102,7 +102,7 @@ def play_handcoded(env: Any, task_id: str, max_steps: int = 200) -> Episode:
     """
     from alfworld.agents.expert import HandCodedAgentFailed, HandCodedAgentTimeout, HandCodedTWAgent
 
-    from hpl.envs.alfworld import to_agent_command
+    from hpl.alfworld.env import to_agent_command
 
     agent = HandCodedTWAgent(max_steps=max_steps)
     game_file = env.game_file(task_id)
@@ -298,7 +298,7 @@ def collect_expert(
     """
     from tqdm import tqdm
 
-    from hpl.envs.alfworld import AlfworldEnv
+    from hpl.alfworld.env import AlfworldEnv
 
     if source not in SOURCES:
         raise ValueError(f"unknown ALFWorld expert source {source!r}; known: {', '.join(SOURCES)}")

@@ -1,5 +1,5 @@
 """Benchmark environments behind one protocol (see `hpl.envs.base`)."""
 
-from hpl.envs.base import BenchmarkError, Environment, StepResult, known_envs, make_env, register_env
+from hpl.envs.base import BenchmarkError, Environment, StepResult, known_envs, make_env
 
-__all__ = ["BenchmarkError", "Environment", "StepResult", "known_envs", "make_env", "register_env"]
+__all__ = ["BenchmarkError", "Environment", "StepResult", "known_envs", "make_env"]

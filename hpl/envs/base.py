@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -139,34 +138,24 @@ class Environment(abc.ABC):
         self.close()
 
 
-# --- registry ---------------------------------------------------------------------------------
-# Engines import heavy packages (alfworld, pymysql, bm25s); importing lazily keeps `import hpl` light and
-# lets a machine without one benchmark's dependencies run the others.
-_MODULES: dict[str, str] = {
-    "alfworld": "hpl.envs.alfworld",
-    "webshop": "hpl.envs.webshop",
-    "intercode_sql": "hpl.envs.intercode_sql",
-}
-_REGISTRY: dict[str, Callable[..., Environment]] = {}
+# --- making one ----------------------------------------------------------------------------------
+def environment_class(name: str) -> type[Environment]:
+    """The Environment class of benchmark `name` (hpl.benchmarks.BENCHMARKS, the one registry),
+    imported on first use."""
+    from hpl.benchmarks import BENCHMARKS
 
-
-def register_env(name: str) -> Callable[[type[Environment]], type[Environment]]:
-    def decorate(cls: type[Environment]) -> type[Environment]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    if name not in BENCHMARKS:
+        raise KeyError(f"unknown environment {name!r}; known: {', '.join(known_envs())}")
+    module, cls = BENCHMARKS[name].environment.split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def known_envs() -> list[str]:
-    return sorted(set(_MODULES) | set(_REGISTRY))
+    from hpl.benchmarks import BENCHMARKS
+
+    return sorted(BENCHMARKS)
 
 
 def make_env(name: str, **settings: Any) -> Environment:
-    """Create the environment registered as `name` with benchmark-specific settings."""
-    if name not in _REGISTRY and name in _MODULES:
-        importlib.import_module(_MODULES[name])
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown environment {name!r}; known: {', '.join(known_envs())}")
-    return _REGISTRY[name](**settings)
+    """Create the environment of benchmark `name` with benchmark-specific settings."""
+    return environment_class(name)(**settings)

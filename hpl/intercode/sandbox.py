@@ -26,7 +26,7 @@ privilege) is repaired at the next start instead of failing every later login.
 Server failures are not agent failures: when the server cannot be reached or drops a session the sandbox
 did not end itself, `run` and `gold_rows` raise `ServerUnavailable` instead of answering with an error
 observation, so the caller restarts the server and runs the call again, or stops the job
-(`hpl.envs.intercode_sql`).
+(`hpl.intercode.env`).
 
 Gold queries run on a separate administrator connection (trusted text, results cached by the caller).
 """

@@ -1,6 +1,6 @@
 """The WebShop engine: catalogue, synthetic goals, BM25 search, pages and WebShop's purchase reward.
 
-`hpl.envs.webshop.WebShopEnv` puts it behind the `Environment` protocol; `hpl.webshop.expert` is the
+`hpl.webshop.env.WebShopEnv` puts it behind the `Environment` protocol; `hpl.webshop.expert` is the
 scripted oracle that produces expert trajectories. See docs/webshop.md.
 """
 

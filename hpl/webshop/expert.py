@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from hpl import react
-from hpl.envs.webshop import WebShopEnv
 from hpl.trajectory import build_trajectory
+from hpl.webshop.env import WebShopEnv
 from hpl.webshop.pages import BUY_NOW, NEXT_PAGE, PRODUCTS_PER_PAGE
 from hpl.webshop.reward import score_purchase
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpl.envs.base import BenchmarkError, Environment, StepResult, register_env
+from hpl.envs.base import BenchmarkError, Environment, StepResult
 from hpl.webshop.catalogue import Catalogue, load_catalogue
 from hpl.webshop.goals import DEFAULT_NUM_TEST_GOALS, DEFAULT_SEED, Goal, GoalSet, build_goals
 from hpl.webshop.pages import DONE, SEARCH, PageState, Shop
@@ -51,9 +51,10 @@ class WebShopSnapshot:
     state: PageState
 
 
-@register_env("webshop")
 class WebShopEnv(Environment):
     """WebShop in text mode with synthetic goals; splits "train" and "test" (and "all")."""
+
+    name = "webshop"
 
     max_turns = 10
     fast_restore = True

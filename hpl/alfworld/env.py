@@ -36,7 +36,7 @@ from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInf
 
 from hpl.alfworld import engine
 from hpl.alfworld.data import game_path, list_task_ids, split_of, task_type
-from hpl.envs.base import BenchmarkError, Environment, ReplaySnapshot, StepResult, register_env
+from hpl.envs.base import BenchmarkError, Environment, ReplaySnapshot, StepResult
 
 __all__ = [
     "AlfworldEnv",
@@ -132,7 +132,6 @@ class AlfworldSnapshot(ReplaySnapshot):
     turns: int = 0
 
 
-@register_env("alfworld")
 class AlfworldEnv(Environment):
     """One ALFWorld game at a time on the textworld PDDL engine.
 
@@ -143,6 +142,8 @@ class AlfworldEnv(Environment):
         fast_commands: memoize each command's text per operator (a step in ~4 ms instead of ~50-100 ms).
         translation_capacity: games whose translation stays in memory (~7.6 MB each).
     """
+
+    name = "alfworld"
 
     max_turns = 30
     fast_restore = True

@@ -49,7 +49,7 @@ from typing import Any
 
 import pymysql
 
-from hpl.envs.base import BenchmarkError, Environment, StepResult, register_env
+from hpl.envs.base import BenchmarkError, Environment, StepResult
 from hpl.intercode.actions import INVALID, NOT_UNDERSTOOD, SUBMIT, parse_sql_action
 from hpl.intercode.reward import REWARDS, score
 from hpl.intercode.sandbox import ERROR_PREFIX, Sandbox, ServerUnavailable
@@ -106,8 +106,8 @@ class SqlSnapshot:
     reward: float
 
 
-@register_env("intercode_sql")
 class InterCodeSQLEnv(Environment):
+    name = "intercode_sql"
     max_turns = 10
     fast_restore = True
 
