@@ -247,6 +247,7 @@ def eval_policy(target: Any, generation: dict, server_log: str | None = None) ->
             yield policy
             log.info("LLM usage: %s", policy.usage.as_dict())
         return
-    from hpl.policy import policy_from_config
+    from hpl.policy import job_policy
 
-    yield policy_from_config(target, generation)
+    with job_policy(target, generation, server_log=server_log) as policy:
+        yield policy

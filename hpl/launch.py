@@ -1,6 +1,8 @@
 """Where a training run's processes come from.
 
-A training rule (sft, rft, dpo, hpl) calls `train(task, kwargs, processes)`:
+A training rule (sft, rft, dpo, hpl) calls `train(task, kwargs, processes)`, `task` being the training
+function as "module:function" (e.g. "hpl.sft:train_sft"; written out in the script so that the rule's
+code fingerprint, hpl.fingerprint, follows it):
 
 - one process (a CPU, or the one GPU of a job): the training function runs inside the Snakemake job;
 - N > 1 processes (one per GPU the job was given): `accelerate launch --multi_gpu --num_processes N` starts
@@ -18,16 +20,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-TASKS = {
-    "sft": "hpl.sft:train_sft",
-    "dpo": "hpl.dpo:train_dpo",
-    "hpl": "hpl.dpo:train_hierarchical",
-}
+TASK = re.compile(r"^hpl(\.\w+)+:\w+$")  # a training function of this library, "module:function"
 
 
 class LaunchError(RuntimeError):
@@ -53,8 +52,7 @@ def accelerate_command(task: str, args_file: str, processes: int) -> list[str]:
     """The `accelerate launch` command line that runs `task` in `processes` processes."""
     from hpl.llm_server import free_port
 
-    if task not in TASKS:
-        raise LaunchError(f"unknown training task {task!r} (known: {', '.join(TASKS)})")
+    _check(task)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
     command += ["--num_machines", "1", "--main_process_port", str(free_port()), "--dynamo_backend", "no"]
     # several processes go through torch.distributed.run (--multi_gpu); on CPUs too, where the Trainer
@@ -63,8 +61,16 @@ def accelerate_command(task: str, args_file: str, processes: int) -> list[str]:
     return command + ["--mixed_precision", "no", "-m", "hpl.launch", task, args_file]
 
 
+def _check(task: str) -> None:
+    if not TASK.match(task):
+        raise LaunchError(
+            f"training task {task!r} is not an hpl function as 'module:function' (hpl.sft:train_sft)"
+        )
+
+
 def run_task(task: str, kwargs: dict[str, Any]) -> dict:
-    module, name = TASKS[task].split(":")
+    _check(task)
+    module, name = task.split(":")
     return getattr(importlib.import_module(module), name)(**kwargs)
 
 

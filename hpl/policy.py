@@ -9,9 +9,10 @@ token for token what training showed before the same reply.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from hpl.admissible import AdmissibleActions
 from hpl.context import ContextError, prompt_ids, read_rule
@@ -276,3 +277,20 @@ def policy_from_config(model_path: str, generation: dict, batch_size: int | None
         actions=generation.get("actions", "free"),
         prefix_cache=generation.get("prefix_cache", True),
     )
+
+
+@contextlib.contextmanager
+def job_policy(
+    model_path: str, generation: dict, batch_size: int | None = None, server_log: str | None = None
+) -> Iterator[Any]:
+    """The policy a generation job plays with: the checkpoint inside this process (HFPolicy), or, with
+    `generation.server` set (vllm, transformers), the checkpoint served for the block (hpl.served_policy;
+    the server is stopped however the block ends)."""
+    if generation.get("server"):
+        from hpl.served_policy import served_policy
+
+        batch = {"parallel_episodes": batch_size or generation["parallel_episodes"]}
+        with served_policy(model_path, {**generation, **batch}, server_log) as policy:
+            yield policy
+        return
+    yield policy_from_config(model_path, generation, batch_size)

@@ -26,6 +26,12 @@ def shard(items: Sequence[T], index: int, count: int) -> list[T]:
     return list(items)[index::count]
 
 
+def job_shard(wildcards: Any, config: dict) -> tuple[int, int]:
+    """(this job's shard, number of shards): `shard`'s arguments in a generation job. The number is read
+    from the config at run time (generation.shards), never a param: sharded results equal unsharded ones."""
+    return int(getattr(wildcards, "shard", 0) or 0), int(config["generation"].get("shards", 1))
+
+
 def interleave(parts: Sequence[Sequence[T]]) -> list[T]:
     """Undo `shard`: element j of part i goes back to position j * len(parts) + i."""
     merged: list[T] = []

@@ -1,5 +1,5 @@
 # Helpers shared by the rules: settings lookups, path builders, input functions, code fingerprints.
-import hashlib
+import functools
 import re
 import sys
 from pathlib import Path
@@ -9,6 +9,16 @@ sys.path.insert(0, workflow.basedir)  # the workflow's own hpl/, as in scripts/
 from hpl.benchmarks import BENCHMARKS, check_config, check_mirrors, training_hparams
 from hpl.context import context_settings
 from hpl.endpoint import model_label, result_settings
+from hpl.fingerprint import fingerprint
+from hpl.segmenters import MODULES as SEGMENTER_MODULES
+from hpl.settings import (
+    EpisodeSettings,
+    ExpertSettings,
+    GenerationSettings,
+    NegativeSettings,
+    RolloutSettings,
+    params,
+)
 from hpl.expert_import import check_import_config
 
 check_config(config)
@@ -18,6 +28,7 @@ check_mirrors(config)
 check_import_config(config)
 
 
+HPL = Path(workflow.basedir, "hpl")
 # generation.shards > 1: generation jobs run per shard and rules/shards.smk gathers them (hpl.sharding)
 SHARDS = config["generation"].get("shards", 1)
 
@@ -32,30 +43,39 @@ wildcard_constraints:
     segmenter=r"[a-z0-9_]+",
 
 
-def code_version(*modules):
-    """Hash of library files a rule depends on, passed as a param so a code change reruns the rule."""
-    digest = hashlib.sha256()
-    for pattern in modules:
-        for path in sorted(Path(workflow.basedir, "hpl").glob(pattern)):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+@functools.lru_cache(maxsize=None)
+def _fingerprint(script, own, others):
+    return fingerprint([Path(workflow.basedir, "scripts", script)], HPL, own, others)
 
 
-def bench_code(*modules):
-    """Input function: code version of `modules` plus the benchmark's own engine files."""
-    return lambda wc: code_version(
-        "benchmarks.py", "envs/base.py", *BENCHMARKS[wc.bench].code, *modules
-    )
+def code(script, segmenter=False):
+    """Input function: the code fingerprint of `script` (hpl.fingerprint): its own text and every hpl
+    module it imports, transitively, with the job's benchmark package (and, with segmenter=True, its
+    segmenter's module) and no other benchmark's or segmenter's. A code change reruns exactly the jobs
+    whose code it is."""
+
+    def of(wildcards):
+        own, others = [], []
+        bench = getattr(wildcards, "bench", None)
+        for name, spec in BENCHMARKS.items():
+            (own if name == bench else others).extend(spec.code)
+        if segmenter:
+            mine = SEGMENTER_MODULES[config["segmenters"][wildcards.segmenter]["kind"]]
+            own.append(mine)
+            others += [p for p in SEGMENTER_MODULES.values() if p != mine]
+        return _fingerprint(script, tuple(own), tuple(others))
+
+    return of
+
+
+def settings_of(kind, *args):
+    """Input function: the params of a settings dataclass (hpl.settings) for the job's benchmark."""
+    return lambda wc: params(kind.from_config(config, *args, wc.bench))
 
 
 def generation_settings(wildcards):
-    """`generation` with `actions` resolved for the job's benchmark (a mode, or a mode per benchmark)."""
-    settings = dict(config["generation"])
-    actions = settings.get("actions", "free")
-    settings["actions"] = (
-        actions.get(wildcards.bench, "free") if isinstance(actions, dict) else actions
-    )
-    return settings
+    """What a generated reply depends on for the job's benchmark (hpl.settings.GenerationSettings)."""
+    return params(GenerationSettings.from_config(config, wildcards.bench))
 
 
 def model_spec(model):
@@ -138,27 +158,6 @@ def is_endpoint_method(method):
     return is_zeroshot(method) and "endpoint" in method_spec(method.split(".phase")[0])
 
 
-def eval_code(wildcards):
-    """Code version of an evaluation: the policy's modules (an endpoint's for zero-shot endpoint rows)."""
-    extra = (
-        ["endpoint.py", "llm.py", "llm_server.py"]
-        if is_endpoint_method(wildcards.method)
-        else []
-    )
-    return code_version(
-        "benchmarks.py",
-        "envs/base.py",
-        *BENCHMARKS[wildcards.bench].code,
-        "episodes.py",
-        "policy.py",
-        "admissible.py",
-        "chat.py",
-        "context.py",
-        "react.py",
-        *extra,
-    )
-
-
 def benches_with_expert_source(source=None, scripted=False):
     """Benchmarks whose expert data come from `source` ("teacher", "import"), or, with scripted=True,
     from their engine's own expert (every other source; also benchmarks the config does not run).
@@ -172,21 +171,15 @@ def benches_with_expert_source(source=None, scripted=False):
     return chosen
 
 
-def segmenter_code(segmenter):
-    """Code version of one segmenter's module (a change reruns only that segmenter's branch)."""
-    kind = config["segmenters"][segmenter]["kind"]
-    source = {"fixed_n": "fixed", "fixed_k": "fixed"}.get(kind, kind)
-    extra = {
-        "semantic": ["llm.py", "llm_server.py"],
-        # entropies are scored in the context pi_ref acts from (hpl.context via hpl.policy)
-        "uncertainty": ["policy.py", "context.py", "chat.py"],
-    }.get(kind, [])
-    return code_version(
-        "segmenters/__init__.py",
-        "segmenters/base.py",
-        f"segmenters/{source}.py",
-        *extra,
-    )
+def segmenter_kind(wildcards):
+    return config["segmenters"][wildcards.segmenter]["kind"]
+
+
+def segmenter_llm(wildcards):
+    """The LLM the semantic segmenter asks (the endpoint and model, not its cache folder); none otherwise."""
+    if segmenter_kind(wildcards) != "semantic":
+        return {}
+    return {key: config["llm"].get(key) for key in ("base_url", "model")}
 
 
 def segmenter_inputs(wildcards):
@@ -308,8 +301,3 @@ def phase_methods():
 def sharded(path):
     """`path` of a generation job (output, log, benchmark), per shard when generation.shards > 1."""
     return re.sub(r"(\.\w+)$", r".shard{shard}\1", path) if SHARDS > 1 else path
-
-
-def shard_of(wildcards):
-    """(this job's shard, number of shards) for hpl.sharding.shard."""
-    return int(getattr(wildcards, "shard", 0)), SHARDS

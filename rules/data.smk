@@ -10,7 +10,7 @@ rule benchmark_data:
         "../envs/engines.yaml"
     params:
         mirror=config["data_mirror"],
-        settings=lambda wc: config.get(wc.bench, {}),
-        code=bench_code("mirror.py"),
+        settings=settings_of(EpisodeSettings),
+        code=code("prepare_data.py"),
     script:
         "../scripts/prepare_data.py"

@@ -23,9 +23,9 @@ rule evaluate:
         runtime=lambda wc, attempt: 120 * attempt,
     params:
         checkpoint=lambda wc: checkpoint(wc.bench, wc.model, wc.method, wc.seed),
-        settings=lambda wc: config[wc.bench],
+        episodes=settings_of(EpisodeSettings),
+        tasks=lambda wc: config[wc.bench]["eval_tasks"][wc.split],
         generation=generation_settings,
-        shard=shard_of,
-        code=eval_code,
+        code=code("evaluate.py"),
     script:
         "../scripts/evaluate.py"

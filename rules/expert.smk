@@ -22,8 +22,8 @@ rule expert:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
     params:
-        settings=lambda wc: config[wc.bench],
-        code=bench_code("trajectory.py", "react.py"),
+        settings=settings_of(ExpertSettings),
+        code=code("collect_expert.py"),
     script:
         "../scripts/collect_expert.py"
 
@@ -47,17 +47,9 @@ rule expert_teacher:
         mem_mb=lambda wc, attempt: 6000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:
-        settings=lambda wc: config[wc.bench],
+        settings=settings_of(ExpertSettings),
         teacher=result_settings(config["teacher"]),  # the rest is read from the config
-        code=bench_code(
-            "teacher.py",
-            "endpoint.py",
-            "llm.py",
-            "llm_server.py",
-            "episodes.py",
-            "trajectory.py",
-            "react.py",
-        ),
+        code=code("collect_teacher.py"),
     script:
         "../scripts/collect_teacher.py"
 
@@ -76,7 +68,7 @@ rule expert_import:
     conda:
         "../envs/engines.yaml"
     params:
-        settings=lambda wc: config[wc.bench],
-        code=bench_code("expert_import.py", "teacher.py", "trajectory.py", "react.py"),
+        settings=settings_of(ExpertSettings),
+        code=code("import_expert.py"),
     script:
         "../scripts/import_expert.py"

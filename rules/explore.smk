@@ -21,20 +21,12 @@ rule explore:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:
-        settings=lambda wc: config[wc.bench],
+        episodes=settings_of(EpisodeSettings),
         tasks=config["exploration"]["tasks"],
         samples=1,
         temperature=config["exploration"]["temperature"],
         generation=generation_settings,
-        shard=shard_of,
-        code=bench_code(
-            "episodes.py",
-            "policy.py",
-            "admissible.py",
-            "chat.py",
-            "context.py",
-            "react.py",
-        ),
+        code=code("explore.py"),
     script:
         "../scripts/explore.py"
 
@@ -47,20 +39,12 @@ use rule explore as rft_samples with:
     benchmark:
         sharded("results/benchmarks/{bench}/{model}/explore/rft_samples.tsv")
     params:
-        settings=lambda wc: config[wc.bench],
+        episodes=settings_of(EpisodeSettings),
         tasks=config["exploration"]["tasks"],
         samples=config["exploration"]["rft_samples"],
         temperature=config["exploration"]["rft_temperature"],
         generation=generation_settings,
-        shard=shard_of,
-        code=bench_code(
-            "episodes.py",
-            "policy.py",
-            "admissible.py",
-            "chat.py",
-            "context.py",
-            "react.py",
-        ),
+        code=code("explore.py"),
 
 
 rule step_rollouts:
@@ -86,19 +70,9 @@ rule step_rollouts:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 480 * attempt,
     params:
-        settings=lambda wc: config[wc.bench],
-        exploration=config["exploration"],
+        episodes=settings_of(EpisodeSettings),
+        rollouts=params(RolloutSettings.from_config(config)),
         generation=generation_settings,
-        shard=shard_of,
-        code=bench_code(
-            "rollouts.py",
-            "step_level.py",
-            "episodes.py",
-            "policy.py",
-            "admissible.py",
-            "chat.py",
-            "context.py",
-            "react.py",
-        ),
+        code=code("step_rollouts.py"),
     script:
         "../scripts/step_rollouts.py"

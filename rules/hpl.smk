@@ -22,10 +22,14 @@ rule segment:
         runtime=lambda wc, attempt: 120 * attempt,
     params:
         spec=lambda wc: config["segmenters"][wc.segmenter],
-        llm=config["llm"],
-        tasks=lambda wc: (config["exploration"]["tasks"], config["groups"]["tasks"]),
-        max_length=config["training"]["dpo"]["max_length"],
-        code=lambda wc: segmenter_code(wc.segmenter),
+        llm=segmenter_llm,
+        tasks=(config["exploration"]["tasks"], config["groups"]["tasks"]),
+        max_length=lambda wc: (
+            config["training"]["dpo"]["max_length"]
+            if segmenter_kind(wc) == "uncertainty"
+            else None
+        ),
+        code=code("segment.py", segmenter=True),
     script:
         "../scripts/segment.py"
 
@@ -52,20 +56,11 @@ rule groups:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 480 * attempt,
     params:
-        settings=lambda wc: config[wc.bench],
-        groups=config["groups"],
-        exploration=config["exploration"],
+        episodes=settings_of(EpisodeSettings),
+        negatives=params(NegativeSettings.from_config(config)),
+        rollouts=params(RolloutSettings.from_config(config)),
         generation=generation_settings,
-        code=bench_code(
-            "group_level.py",
-            "rollouts.py",
-            "step_level.py",
-            "episodes.py",
-            "policy.py",
-            "admissible.py",
-            "chat.py",
-            "context.py",
-        ),
+        code=code("group_rollouts.py"),
     script:
         "../scripts/group_rollouts.py"
 
@@ -82,9 +77,9 @@ rule curriculum:
     conda:
         "../envs/agent.yaml"
     params:
-        groups=config["groups"],
+        groups={key: config["groups"][key] for key in ("mc_gap", "min_expert_mc")},
         thresholds=lambda wc: config[wc.bench]["curriculum"],
-        code=code_version("group_level.py", "curriculum.py", "pairs.py"),
+        code=code("make_curriculum.py"),
     script:
         "../scripts/make_curriculum.py"
 
@@ -114,8 +109,6 @@ rule hpl:
         spec=lambda wc: method_spec(wc.method),
         hp=dpo_hparams,
         thresholds=lambda wc: config[wc.bench]["curriculum"],
-        code=code_version(
-            "dpo.py", "sft.py", "chat.py", "context.py", "models.py", "curriculum.py"
-        ),
+        code=code("train_hpl.py"),
     script:
         "../scripts/train_hpl.py"

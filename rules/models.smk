@@ -13,6 +13,6 @@ rule tiny_model:
     params:
         spec=lambda wc: model_spec(wc.model),
         generation=context_settings(config["generation"]),  # max_positions null: sized to the data
-        code=code_version("models.py", "context.py", "chat.py"),
+        code=code("build_tiny_model.py"),
     script:
         "../scripts/build_tiny_model.py"

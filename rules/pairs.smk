@@ -13,8 +13,8 @@ rule traj_pairs:
     conda:
         "../envs/agent.yaml"
     params:
-        thresholds=config["pairs"],
-        code=code_version("pairs.py"),
+        thresholds={"min_gap": config["pairs"]["traj_min_gap"]},
+        code=code("make_pairs.py"),
     script:
         "../scripts/make_pairs.py"
 
@@ -28,3 +28,9 @@ use rule traj_pairs as step_pairs with:
         report="results/{bench}/{model}/pairs/step_report.json",
     log:
         "logs/{bench}/{model}/pairs/step.log",
+    params:
+        thresholds={
+            "final_gap": config["pairs"]["step_final_gap"],
+            "mc_gap": config["pairs"]["step_mc_gap"],
+        },
+        code=code("make_pairs.py"),

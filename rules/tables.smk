@@ -26,7 +26,7 @@ rule tables:
     params:
         models=config["models"],
         methods=config["methods"],
-        code=code_version("tables.py"),
+        code=code("make_tables.py"),
     script:
         "../scripts/make_tables.py"
 
@@ -46,7 +46,7 @@ rule table2:
     params:
         models=config["models"],
         base=config["report"]["curriculum_ablation"][0],
-        code=code_version("tables.py"),
+        code=code("make_report.py"),
     script:
         "../scripts/make_report.py"
 
@@ -66,7 +66,7 @@ use rule table2 as figure4 with:
     params:
         models=config["models"],
         base=config["report"]["phases"],
-        code=code_version("tables.py", "figures.py"),
+        code=code("make_report.py"),
 
 
 use rule table2 as figure5 with:
@@ -84,7 +84,7 @@ use rule table2 as figure5 with:
     params:
         models=config["models"],
         base=config["report"]["loss_ablation"][0],
-        code=code_version("tables.py", "figures.py"),
+        code=code("make_report.py"),
 
 
 rule table5:
@@ -98,6 +98,6 @@ rule table5:
         "../envs/report.yaml"
     params:
         specs=lambda wc: table5_specs(),
-        code=code_version("resources.py"),
+        code=code("make_table5.py"),
     script:
         "../scripts/make_table5.py"

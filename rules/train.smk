@@ -22,7 +22,7 @@ rule sft:
         base=base_model_path,
         hp=sft_hparams,
         generation=context_settings(config["generation"]),  # reply budget, window: recorded with the model
-        code=code_version("sft.py", "chat.py", "context.py", "models.py"),
+        code=code("train_sft.py"),
     script:
         "../scripts/train_sft.py"
 
@@ -62,8 +62,6 @@ rule dpo:
     params:
         spec=lambda wc: method_spec(wc.method),
         hp=dpo_hparams,
-        code=code_version(
-            "dpo.py", "sft.py", "chat.py", "context.py", "models.py", "pairs.py"
-        ),
+        code=code("train_dpo.py"),
     script:
         "../scripts/train_dpo.py"

@@ -10,11 +10,12 @@ from hpl.benchmarks import BENCHMARKS
 from hpl.episodes import select_tasks
 from hpl.io import ResumableJsonl, finished_together, read_json, write_json
 from hpl.runlog import to_log
+from hpl.settings import ExpertSettings
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
 bench = BENCHMARKS[smk.wildcards.bench]
-settings = smk.params.settings
+settings = ExpertSettings(**smk.params.settings).section(smk.config, bench.name)
 data_dir = read_json(smk.input[0])["data_dir"]
 
 with bench.session(Path(data_dir), settings) as shared:

@@ -9,12 +9,13 @@ from hpl.endpoint import endpoint_policy, model_label, public_url, resolve
 from hpl.episodes import select_tasks
 from hpl.io import ResumableJsonl, finished_together, read_json, write_json
 from hpl.runlog import to_log
+from hpl.settings import ExpertSettings
 from hpl.teacher import collect_teacher
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
 bench = BENCHMARKS[smk.wildcards.bench]
-settings = smk.params.settings
+settings = ExpertSettings(**smk.params.settings).section(smk.config, bench.name)
 # transport settings (concurrency, retries, cache, key variable) come from the config: they are not params
 teacher = resolve({**smk.config["teacher"], **smk.params.teacher})
 data_dir = read_json(smk.input.manifest)["data_dir"]

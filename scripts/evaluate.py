@@ -11,21 +11,22 @@ from hpl.episodes import play, select_tasks
 from hpl.io import ResumableJsonl, read_json
 from hpl.policy import wants_admissible
 from hpl.runlog import to_log, use_threads
-from hpl.sharding import shard
+from hpl.settings import EpisodeSettings, GenerationSettings
+from hpl.sharding import job_shard, shard
 from hpl.tables import episode_metrics
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
 use_threads(smk.threads)
 bench = BENCHMARKS[smk.wildcards.bench]
-split, settings, gen = smk.wildcards.split, smk.params.settings, smk.params.generation
+split, episodes = smk.wildcards.split, EpisodeSettings(**smk.params.episodes)
+gen = GenerationSettings(**smk.params.generation).with_runtime(smk.config)
 data_dir = read_json(smk.input.manifest)["data_dir"]
 
-
-make_env = env_factory(bench, data_dir, settings)
+make_env = env_factory(bench, data_dir, episodes.section(smk.config, bench.name))
 probe = make_env()
-tasks = select_tasks(probe.task_ids(split), bench.eval_tasks(settings, split), seed=0)
-tasks = shard(tasks, *smk.params.shard)  # all of them unless generation.shards > 1
+tasks = select_tasks(probe.task_ids(split), smk.params.tasks, seed=0)
+tasks = shard(tasks, *job_shard(smk.wildcards, smk.config))  # all of them unless generation.shards > 1
 probe.close()
 
 out = ResumableJsonl(smk.output[0])
@@ -40,7 +41,7 @@ if todo:
             todo,
             parallel=gen["parallel_episodes"],
             temperature=0.0,
-            max_turns=settings["max_turns"],
+            max_turns=episodes.max_turns,
             on_finish=lambda ep: out.add({**ep.record(), "action_mode": mode}),
             progress=split,
         )

@@ -8,11 +8,12 @@ from hpl.benchmarks import BENCHMARKS
 from hpl.expert_import import config_key, import_experts, task_index
 from hpl.io import read_json, write_json, write_jsonl
 from hpl.runlog import to_log
+from hpl.settings import ExpertSettings
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
 bench = BENCHMARKS[smk.wildcards.bench]
-settings = smk.params.settings
+settings = ExpertSettings(**smk.params.settings).section(smk.config, bench.name)
 data_dir = read_json(smk.input.manifest)["data_dir"]
 
 index = task_index(bench.name, data_dir, bench.train_split, settings)

@@ -14,9 +14,9 @@ t = smk.params.thresholds
 expert = {record["id"]: record for record in read_jsonl(smk.input.expert)}
 explored = read_jsonl(smk.input.explored)
 if smk.rule == "traj_pairs":
-    pairs, report = trajectory_pairs(expert, explored, min_gap=t["traj_min_gap"])
+    pairs, report = trajectory_pairs(expert, explored, min_gap=t["min_gap"])
 else:
-    pairs, report = step_pairs(expert, explored, final_gap=t["step_final_gap"], mc_gap=t["step_mc_gap"])
+    pairs, report = step_pairs(expert, explored, final_gap=t["final_gap"], mc_gap=t["mc_gap"])
 log.info(report.summary())
 write_jsonl(smk.output.pairs, pairs)
 write_json(smk.output.report, report.as_dict())

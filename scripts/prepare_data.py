@@ -7,10 +7,16 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821  the workflow's ow
 from hpl.benchmarks import prepare_benchmark
 from hpl.io import write_json
 from hpl.runlog import to_log
+from hpl.settings import EpisodeSettings
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
 bench = smk.wildcards.bench
-manifest = prepare_benchmark(bench, f"resources/{bench}/data", smk.params.mirror, smk.params.settings)
+manifest = prepare_benchmark(
+    bench,
+    f"resources/{bench}/data",
+    smk.params.mirror,
+    EpisodeSettings(**smk.params.settings).section(smk.config, bench),
+)
 log.info("prepared %s: %s", bench, manifest["splits"])
 write_json(smk.output[0], manifest)

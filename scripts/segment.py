@@ -23,7 +23,7 @@ rows, usage = segment_experts(
     experts,
     subset,
     ref_path=smk.input.get("ref"),
-    llm=smk.params.llm,
+    llm={**smk.config["llm"], **smk.params.llm},  # the cache folder is read at run time
     max_length=smk.params.max_length,
     server_log=smk.log[0] + ".server",
 )

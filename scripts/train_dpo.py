@@ -20,5 +20,7 @@ for level, found in pairs.items():
         raise EmptyPairsError(FilterReport(**read_json(report_path)), source=smk.input[level])
 args = dict(ref_path=smk.input.ref, pairs_by_level=pairs, out_dir=smk.output[0], hp=smk.params.hp)
 processes = processes_for(int(smk.resources.gpu), visible_gpus())  # one per GPU (accelerate launch)
-metrics = train("dpo", {**args, "settings": levels, "seed": int(smk.wildcards.seed)}, processes, log=log)
+metrics = train(
+    "hpl.dpo:train_dpo", {**args, "settings": levels, "seed": int(smk.wildcards.seed)}, processes, log=log
+)
 log.info("DPO done: %s", metrics)

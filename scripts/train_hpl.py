@@ -20,5 +20,5 @@ args = dict(ref_path=smk.input.ref, traj=pairs["traj"], step=pairs["step"], grou
 args |= dict(out_dir=smk.output[0], hp=smk.params.hp, settings=spec["levels"], variant=spec["curriculum"])
 args |= dict(thresholds=smk.params.thresholds, seed=int(smk.wildcards.seed))
 processes = processes_for(int(smk.resources.gpu), visible_gpus())  # one per GPU (accelerate launch)
-summary = train("hpl", args, processes, log=log)
+summary = train("hpl.dpo:train_hierarchical", args, processes, log=log)
 log.info("HPL done: %s", {phase: m.get("train_loss", "skipped") for phase, m in summary.items()})

@@ -20,5 +20,5 @@ if "samples" in smk.input.keys():  # RFT: add pi_ref's own successful trajectori
 args = dict(model_path=smk.params.base, records=records, out_dir=smk.output[0], hp=smk.params.hp)
 args["generation"] = smk.params.generation  # reply budget and window (hpl.context)
 processes = processes_for(int(smk.resources.gpu), visible_gpus())  # one per GPU (accelerate launch)
-metrics = train("sft", {**args, "seed": int(smk.wildcards.seed)}, processes, log=log)
+metrics = train("hpl.sft:train_sft", {**args, "seed": int(smk.wildcards.seed)}, processes, log=log)
 log.info("SFT done: %s", metrics)

@@ -42,19 +42,20 @@ def test_more_gpus_asked_than_visible_is_named():
 
 
 def test_accelerate_command_lines():
-    gpu = accelerate_command("sft", "args.json", 4)
+    gpu = accelerate_command("hpl.sft:train_sft", "args.json", 4)
     assert gpu[gpu.index("--num_processes") + 1] == "4" and "--multi_gpu" in gpu
-    assert gpu[-4:] == ["-m", "hpl.launch", "sft", "args.json"]
-    assert "--multi_gpu" not in accelerate_command("dpo", "args.json", 1)
-    with pytest.raises(LaunchError, match="unknown training task 'ppo'"):
-        accelerate_command("ppo", "args.json", 2)
+    assert gpu[-4:] == ["-m", "hpl.launch", "hpl.sft:train_sft", "args.json"]
+    assert "--multi_gpu" not in accelerate_command("hpl.dpo:train_dpo", "args.json", 1)
+    for wrong in ("sft", "os:system", "hpl.sft"):  # a bare name, outside the library, no function
+        with pytest.raises(LaunchError, match=f"training task '{wrong}' is not an hpl function"):
+            accelerate_command(wrong, "args.json", 2)
 
 
 def test_two_process_sft_trains_and_saves_one_model(tiny, tmp_path):
     records = _records(16)
     out = tmp_path / "sft2"
     args = dict(model_path=str(tiny), records=records, out_dir=str(out), hp=HP, seed=0)
-    metrics = train("sft", args, processes=2)
+    metrics = train("hpl.sft:train_sft", args, processes=2)
     # 16 examples, 2 per process, 2 processes: 4 optimizer steps for the epoch (1 process would take 8)
     assert metrics["steps"] == 4 and metrics["examples"] == 16
     assert json.loads((out / "train_metrics.json").read_text())["steps"] == 4
@@ -86,7 +87,7 @@ def test_two_process_hierarchical_dpo_skips_and_trains_phases(tiny, tmp_path):
         thresholds={"length": [3, 6], "difficulty": [0.7, 0.4]},
         seed=0,
     )
-    summary = train("hpl", args, processes=2)
+    summary = train("hpl.dpo:train_hierarchical", args, processes=2)
     # phases 1 and 2 have no group pairs: skipped (main process copies the previous model, all wait)
     assert summary["phase1"] == {"skipped": True, "phase": 1} and summary["phase2"]["skipped"]
     # phase 3: 12 pairs, 2 per process and step, 2 processes -> 3 steps

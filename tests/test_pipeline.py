@@ -171,12 +171,8 @@ def test_html_report_holds_every_table_and_figure_with_its_caption(run):
         assert name in html
 
 
-def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_mirror):
-    # a setting: the semantic segmenter's fallback
-    override = {"segmenters": {"semantic": {"kind": "semantic", "fallback_k": 2}}}
-    out = snakemake(run, "-n", override=override).stdout
-    _assert_only_semantic_branch(out)
-    # its code: the same workflow with one line added to hpl/segmenters/semantic.py
+def _dry_run_with_a_line_added(run: Path, tmp_path: Path, mirror: Path, module: str) -> str:
+    """`snakemake -n` on the finished run from a copy of the workflow with one line appended to `module`."""
     copy = tmp_path / "workflow"
     shutil.copytree(
         PROJECT_ROOT,
@@ -185,7 +181,7 @@ def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_m
             ".venv", ".git", "results", "resources", "logs", ".snakemake", "__pycache__"
         ),
     )
-    with open(copy / "hpl/segmenters/semantic.py", "a") as handle:
+    with open(copy / module, "a") as handle:
         handle.write("\n# a change\n")
     cmd = [
         sys.executable,
@@ -206,27 +202,94 @@ def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_m
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "HPL_DATA_MIRROR": str(alfworld_mirror.parent)},
+        env={**os.environ, "HPL_DATA_MIRROR": str(mirror.parent)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    _assert_only_semantic_branch(result.stdout)
+    return result.stdout
+
+
+def _planned(out: str) -> list[tuple[str, dict]]:
+    """The jobs a dry run plans: (rule, wildcards)."""
+    jobs = []
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, re.M):
+        found = re.search(r"wildcards: (.*)", body)
+        pairs = [item.split("=", 1) for item in found.group(1).split(", ")] if found else []
+        jobs.append((rule, dict(pairs)))
+    return jobs
+
+
+NOTHING = "Nothing to be done"
+REPORTS = {"tables", "table2", "table5", "figure4", "figure5", "all"}
+
+
+def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_mirror):
+    # a setting: the semantic segmenter's fallback
+    override = {"segmenters": {"semantic": {"kind": "semantic", "fallback_k": 2}}}
+    out = snakemake(run, "-n", override=override).stdout
+    _assert_only_semantic_branch(out)
+    # its code: the same workflow with one line added to hpl/segmenters/semantic.py
+    out = _dry_run_with_a_line_added(run, tmp_path, alfworld_mirror, "hpl/segmenters/semantic.py")
+    _assert_only_semantic_branch(out)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"exploration": {"lanes": 3}},
+        {"generation": {"parallel_episodes": 2, "prefix_cache": False}},
+        {"intercode_sql": {"server": {"password": "changed"}}},
+        {"llm": {"cache": "resources/another_cache"}},
+    ],
+    ids=["lanes", "parallel_episodes+prefix_cache", "sql_password", "llm_cache"],
+)
+def test_speed_and_connection_settings_rerun_nothing(run, override):
+    out = snakemake(run, "-n", override=override).stdout
+    assert NOTHING in out, _planned(out)
+
+
+def test_a_dpo_learning_rate_reruns_only_preference_training(run):
+    out = snakemake(run, "-n", override={"alfworld": {"dpo_lr": 5.0e-5}}).stdout
+    jobs = _planned(out)
+    trained = {wc["method"] for rule, wc in jobs if rule in ("dpo", "hpl")}
+    assert trained == {"eto", "ipr", "hpl-fixed_n", "hpl-fixed_k", "hpl-uncertainty", "hpl-semantic"}
+    for rule, wc in jobs:
+        assert rule in {"dpo", "hpl", "evaluate"} | REPORTS, f"{rule} {wc} reran (upstream of pi_ref?)"
+        if rule == "evaluate":
+            assert wc["method"].split(".phase")[0] in trained, f"evaluation of {wc['method']} reran"
+
+
+def test_a_code_edit_reruns_the_jobs_that_import_it(run, tmp_path, alfworld_mirror):
+    # hpl/pairs.py builds the rollout states and the pairs: those jobs and what they feed, nothing upstream
+    jobs = _planned(_dry_run_with_a_line_added(run, tmp_path / "pairs", alfworld_mirror, "hpl/pairs.py"))
+    rules = {rule for rule, _ in jobs}
+    assert {"traj_pairs", "step_pairs", "step_rollouts", "groups", "curriculum", "dpo", "hpl"} <= rules
+    assert {rule for rule, _ in jobs} <= {
+        "traj_pairs",
+        "step_pairs",
+        "step_rollouts",
+        "groups",
+        "curriculum",
+        "dpo",
+        "hpl",
+        "evaluate",
+    } | REPORTS
+    assert {wc["segmenter"] for rule, wc in jobs if rule == "groups"} == set(SEGMENTERS)
+    assert not {wc["method"] for rule, wc in jobs if rule == "evaluate"} & {"sft", "rft"}
+    # another benchmark's module: the ALFWorld run has nothing to redo
+    out = _dry_run_with_a_line_added(run, tmp_path / "webshop", alfworld_mirror, "hpl/webshop/reward.py")
+    assert NOTHING in out, _planned(out)
 
 
 def _assert_only_semantic_branch(out: str) -> None:
-    planned = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, re.M)
-    names = {rule for rule, _ in planned}
-    assert {"segment", "groups", "curriculum", "hpl", "evaluate", "tables"} <= names
-    for rule, body in planned:
-        wildcards = re.search(r"wildcards: (.*)", body)
-        text = wildcards.group(1) if wildcards else ""
+    jobs = _planned(out)
+    assert {"segment", "groups", "curriculum", "hpl", "evaluate", "tables"} <= {rule for rule, _ in jobs}
+    for rule, wc in jobs:
         if rule in ("segment", "groups", "curriculum"):
-            assert "segmenter=semantic" in text, f"{rule} reran for {text}"
+            assert wc["segmenter"] == "semantic", f"{rule} reran for {wc}"
         elif rule in ("hpl", "evaluate"):
-            assert "method=hpl-semantic" in text, f"{rule} reran for {text}"
+            assert wc["method"].startswith("hpl-semantic"), f"{rule} reran for {wc}"
         else:
-            assert rule in ("tables", "table2", "table5", "figure4", "figure5", "all"), (
-                f"{rule} should not rerun"
-            )
+            assert rule in REPORTS, f"{rule} should not rerun"
 
 
 def test_killed_evaluation_resumes_without_redoing_episodes(run):

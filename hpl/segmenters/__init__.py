@@ -23,6 +23,7 @@ from hpl.segmenters.semantic import SemanticResult, semantic_segments
 from hpl.segmenters.uncertainty import uncertainty_segments
 
 __all__ = [
+    "MODULES",
     "SEGMENTERS",
     "SegmentationError",
     "SemanticResult",
@@ -61,6 +62,14 @@ SEGMENTERS: dict[str, Callable[..., list[list[int]]]] = {
     "fixed_k": _fixed_k,
     "uncertainty": _uncertainty,
     "semantic": _semantic,
+}
+
+#: each kind's own module (the table above), which only that kind's jobs depend on (hpl.fingerprint)
+MODULES: dict[str, str] = {
+    "fixed_n": "segmenters/fixed.py",
+    "fixed_k": "segmenters/fixed.py",
+    "uncertainty": "segmenters/uncertainty.py",
+    "semantic": "segmenters/semantic.py",
 }
 
 
