@@ -151,8 +151,34 @@ def _serve_command() -> list[str]:
     return [found, "serve"]
 
 
+ENGINES = ("transformers", "vllm")
+
+
+def serve_command(engine: str, model: str, host: str, port: int, dtype: str = "float32") -> list[str]:
+    """The command line serving checkpoint folder `model` under its path as model name.
+
+    transformers: `transformers serve` pinned to the folder, on CPU (the tests' and laptops' server).
+    vllm: `vllm serve` on the job's GPUs with prefix caching, sampling seeded per request, and the
+    request's settings rather than the checkpoint's generation_config defaults (docs/cluster.md).
+    """
+    if engine == "vllm":
+        return [
+            "vllm", "serve", model, "--host", host, "--port", str(port), "--served-model-name", model,
+            "--enable-prefix-caching", "--seed", "0", "--generation-config", "vllm",
+        ]  # fmt: skip
+    return _serve_command() + [
+        model,
+        "--host", host,
+        "--port", str(port),
+        "--device", "cpu",
+        "--dtype", dtype,
+        "--log-level", "warning",
+    ]  # fmt: skip
+
+
 class LocalLLMServer:
-    """`transformers serve` pinned to one checkpoint folder, on 127.0.0.1, as a managed subprocess.
+    """An OpenAI-compatible server (`transformers serve`, or `vllm serve` with engine="vllm") pinned to
+    one checkpoint folder, on 127.0.0.1, as a managed subprocess.
 
     Use as a context manager: the server is started on entry (the call returns once it answers) and always
     stopped on exit, its whole process group included. `base_url` and `model` are what an OpenAI client
@@ -167,6 +193,7 @@ class LocalLLMServer:
         startup_timeout: float = 300.0,
         log_path: str | os.PathLike | None = None,
         dtype: str = "float32",
+        engine: str = "transformers",
     ) -> None:
         self.model_dir = Path(model_dir).resolve()
         self.host = host
@@ -174,6 +201,9 @@ class LocalLLMServer:
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path is not None else None
         self.dtype = dtype
+        if engine not in ENGINES:
+            raise LLMServerError(f"unknown server engine {engine!r} (known: {', '.join(ENGINES)})")
+        self.engine = engine
         self.process: subprocess.Popen | None = None
         self.start_seconds: float | None = None
         self._log_handle = None
@@ -193,14 +223,7 @@ class LocalLLMServer:
         if not (self.model_dir / "config.json").exists():
             raise LLMServerError(f"no checkpoint in {self.model_dir} (config.json missing)")
         self.port = self.port or free_port(self.host)
-        command = _serve_command() + [
-            self.model,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--device", "cpu",
-            "--dtype", self.dtype,
-            "--log-level", "warning",
-        ]  # fmt: skip
+        command = serve_command(self.engine, self.model, self.host, self.port, self.dtype)
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +250,7 @@ class LocalLLMServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise LLMServerError(
-                    f"transformers serve exited with code {self.process.returncode} before {url} answered"
+                    f"{self.engine} serve exited with code {self.process.returncode} before {url} answered"
                     + (f"; see {self.log_path}" if self.log_path else "")
                 )
             if self._models_loaded(url):
@@ -283,7 +306,7 @@ class LocalLLMServer:
         # network or the model (a stop by SIGTERM/SIGINT is no failure of the server: left as it is)
         if died and exc is not None and not isinstance(exc, (SystemExit, KeyboardInterrupt)):
             raise LLMServerError(
-                f"the local LLM server (transformers serve, pid {pid}, {self.base_url}) exited with code "
+                f"the local LLM server ({self.engine} serve, pid {pid}, {self.base_url}) exited with code "
                 f"{code} during the job" + (f"; its log: {self.log_path}" if self.log_path else "")
             ) from exc
 
