@@ -375,6 +375,25 @@ def read_rule(folder: str | Path) -> ContextRule | None:
     return ContextRule(data["max_prompt_tokens"], data["max_new_tokens"])
 
 
+def generation_rule(
+    model_path: str | Path, max_new_tokens: int | None, max_prompt_tokens: int | None, positions: int | None
+) -> ContextRule:
+    """The rule a policy generates under: the one recorded with a model trained here (context.json), else
+    the configured budgets within the model's `positions` (a hub model, an untrained base)."""
+    rule = read_rule(model_path)
+    if rule is not None:
+        return rule
+    if max_new_tokens is None:
+        raise ContextError(
+            f"{model_path} records no reply budget (context.json, written by SFT here): set "
+            "generation.max_new_tokens for it"
+        )
+    positions = positions or max_prompt_tokens
+    return ContextRule(
+        window=min(max_prompt_tokens or positions, positions - max_new_tokens), reply=max_new_tokens
+    )
+
+
 def copy_rule(source: str | Path, folder: str | Path) -> None:
     """Give a model trained from `source` (DPO from pi_ref) the same rule, data fit included."""
     import shutil

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from hpl.admissible import AdmissibleActions
-from hpl.context import ContextError, prompt_ids, read_rule
+from hpl.context import generation_rule, prompt_ids
 from hpl.models import load_model, stop_token_ids
 from hpl.prefix_cache import PrefixStore, decode
 
@@ -146,18 +146,9 @@ class HFPolicy:
         self.model, self.tokenizer = load_model(model_path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
-        rule = read_rule(model_path)
-        if rule is not None:
-            self.max_new_tokens, self.max_prompt_tokens = rule.reply, rule.window
-        elif max_new_tokens is None:
-            raise ContextError(
-                f"{model_path} records no reply budget (context.json, written by SFT here): set "
-                "generation.max_new_tokens for it"
-            )
-        else:
-            self.max_new_tokens = max_new_tokens
-            context = getattr(self.model.config, "max_position_embeddings", None) or max_prompt_tokens
-            self.max_prompt_tokens = min(max_prompt_tokens or context, context - max_new_tokens)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        rule = generation_rule(model_path, max_new_tokens, max_prompt_tokens, positions)
+        self.max_new_tokens, self.max_prompt_tokens = rule.reply, rule.window
         self.batch_size = batch_size
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.seed = seed

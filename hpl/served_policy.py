@@ -22,9 +22,10 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from hpl.context import ContextError, read_rule
+from hpl.context import generation_rule
 from hpl.endpoint import first_action_only
 from hpl.policy import fit_context, key_seed
 
@@ -70,6 +71,8 @@ class ServedPolicy:
         model: str,
         model_dir: str | os.PathLike,
         *,
+        max_new_tokens: int | None = None,
+        max_prompt_tokens: int | None = None,
         max_concurrency: int = 16,
         seed: int = 0,
         engine: str = "vllm",
@@ -77,15 +80,12 @@ class ServedPolicy:
         max_retries: int = 2,
     ) -> None:
         import openai
+        from transformers import AutoConfig
 
         from hpl.models import load_tokenizer
 
-        rule = read_rule(model_dir)
-        if rule is None:
-            raise ContextError(
-                f"{model_dir} records no reply budget and window (context.json, written by SFT here): "
-                "generation.server serves checkpoints trained by this pipeline"
-            )
+        positions = getattr(AutoConfig.from_pretrained(str(model_dir)), "max_position_embeddings", None)
+        rule = generation_rule(model_dir, max_new_tokens, max_prompt_tokens, positions)
         self.model, self.rule, self.seed, self.engine = model, rule, seed, engine
         self.tokenizer = load_tokenizer(model_dir)
         self.client = openai.OpenAI(
@@ -155,12 +155,19 @@ def served_policy(
         )
     if server not in SERVERS:
         raise ValueError(f"generation.server must be one of {', '.join(SERVERS)} or null, not {server!r}")
+    if not (Path(model_dir) / "config.json").is_file():
+        raise ServedModelError(
+            f"generation.server serves checkpoint folders; {model_dir} is none (a hub id: download it first, "
+            "e.g. `huggingface-cli download <id> --local-dir <folder>`, and name the folder)"
+        )
     check_servable(model_dir)
     with LocalLLMServer(model_dir, log_path=server_log, engine=server) as running:
         policy = ServedPolicy(
             running.base_url,
             running.model,
             model_dir,
+            max_new_tokens=generation.get("max_new_tokens"),
+            max_prompt_tokens=generation.get("max_prompt_tokens"),
             max_concurrency=generation.get("parallel_episodes", 16),
             engine=server,
         )

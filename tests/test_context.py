@@ -17,12 +17,15 @@ from hpl.chat import IGNORE_INDEX, IM_END, IM_START
 from hpl.context import (
     OPENING_TURNS,
     ContextError,
+    ContextRule,
     data_fit,
     derive_rule,
+    generation_rule,
     longest_prompt,
     longest_reply,
     prompt_ids,
     training_sequences,
+    write_rule,
 )
 from hpl.episodes import select_tasks
 from hpl.mirror import PROJECT_ROOT
@@ -223,3 +226,14 @@ def test_window_that_cannot_hold_the_task_is_refused(experts, tmp_path):
     reply, _ = longest_reply(tokenizer, records)
     with pytest.raises(ContextError, match=r"Raise training\.sft\.max_length"):
         derive_rule(tokenizer, records, generation, 8192, max_length=reply + opening - 1)
+
+
+def test_generation_rule_is_the_recorded_one_else_the_configured_budgets(tmp_path):
+    (tmp_path / "trained").mkdir()
+    write_rule(tmp_path / "trained", ContextRule(window=900, reply=60))
+    assert generation_rule(tmp_path / "trained", 10, 20, 4096) == ContextRule(window=900, reply=60)
+    # a model with no rule (a hub model): the configured budgets, the window within its positions
+    assert generation_rule(tmp_path, 64, None, 2048) == ContextRule(window=1984, reply=64)
+    assert generation_rule(tmp_path, 64, 1000, 2048) == ContextRule(window=1000, reply=64)
+    with pytest.raises(ContextError, match="set generation.max_new_tokens for it"):
+        generation_rule(tmp_path, None, 1000, 2048)
