@@ -54,7 +54,11 @@ JOB = textwrap.dedent(
 def _start_job(kind: str, work: Path) -> tuple[subprocess.Popen, int]:
     """The job process and its server's pid, once the server answers."""
     job = subprocess.Popen(
-        [sys.executable, "-c", JOB, kind, str(work), str(PROJECT_ROOT)], start_new_session=True
+        [sys.executable, "-c", JOB, kind, str(work), str(PROJECT_ROOT)],
+        start_new_session=True,
+        # SIGINT as Snakemake's job sees it: a test run started in the background (`cmd &` without job
+        # control, nohup) would hand the job an ignored SIGINT, which the job rightly keeps ignoring
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     pid_file, deadline = work / "server.pid", time.monotonic() + 300
     while not pid_file.is_file() or not pid_file.read_text():
