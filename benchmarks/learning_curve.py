@@ -36,6 +36,7 @@ from hpl.sft import train_sft  # noqa: E402
 LEVERS = ("train_tasks", "vocab", "hidden", "layers", "epochs", "lr", "batch")
 COLUMNS = (
     "bench",
+    "variant",
     *LEVERS,
     "grouped",
     "params",
@@ -101,11 +102,8 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
     for values in itertools.product(*levers):
         point = dict(zip(LEVERS, values, strict=True))
         grouped = args.group_by_length
-        modes = [
-            m
-            for m in args.actions
-            if _key({"bench": bench, **point, "grouped": grouped, "actions": m}) not in done
-        ]
+        here = {"bench": bench, "variant": _variant(bench, settings), **point, "grouped": grouped}
+        modes = [m for m in args.actions if _key({**here, "actions": m}) not in done]
         if not modes:
             continue
         records = expert_records(bench, data_dir, settings, point["train_tasks"], work)
@@ -135,6 +133,7 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
             scores = evaluate(bench, data_dir, settings, sft, generation, args.eval_tasks)
             row = {
                 "bench": bench,
+                "variant": _variant(bench, settings),
                 **point,
                 "params": parameter_count(model),
                 "actions": mode,
@@ -148,13 +147,21 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
             print(json.dumps(row), flush=True)
 
 
+def _variant(bench: str, settings: dict) -> str:
+    """The benchmark setting a row was measured under beyond the levers (InterCode-SQL: its split)."""
+    return settings.get("split", "database") if bench == "intercode_sql" else "-"
+
+
 def _rows(path: str) -> list[dict]:
-    # rows written before the batch lever and grouping existed were trained at batch 8, ungrouped
-    return [{"batch": 8, "grouped": False, **row} for row in read_jsonl(path)] if Path(path).exists() else []
+    # rows written before the batch lever, grouping and variants existed: batch 8, ungrouped, the defaults
+    if not Path(path).exists():
+        return []
+    rows = [{"batch": 8, "grouped": False, **row} for row in read_jsonl(path)]
+    return [{"variant": _variant(row["bench"], {}), **row} for row in rows]
 
 
 def _key(row: dict) -> tuple:
-    return tuple(row[k] for k in ("bench", *LEVERS, "grouped", "actions"))
+    return tuple(row[k] for k in ("bench", "variant", *LEVERS, "grouped", "actions"))
 
 
 def table(path: str) -> str:
