@@ -18,6 +18,7 @@ constraint, so `generation.actions: admissible` with a server is refused by name
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from hpl.chat import IM_END
 from hpl.context import generation_rule
 from hpl.endpoint import first_action_only
 from hpl.policy import fit_context, key_seed
@@ -105,7 +107,7 @@ class ServedPolicy:
             "prompt": self.prompt_text(turns),
             "max_tokens": self.rule.reply,
             "temperature": temperature,
-            "stop": ["<|im_end|>"],
+            "stop": [IM_END],
         }
         if temperature > 0:  # the key's own stream: the reply does not depend on its batch neighbours
             request["seed"] = key_seed(self.seed, key or "", 0) % 2**31
@@ -116,9 +118,7 @@ class ServedPolicy:
 
     def _sampling_config(self, temperature: float) -> str:
         """transformers serve's settings for a sampled reply: the whole softmax at `temperature`."""
-        import json
-
-        eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        eos = self.tokenizer.convert_tokens_to_ids(IM_END)
         settings = {"do_sample": True, "temperature": temperature, "top_k": None, "top_p": 1.0}
         return json.dumps({**settings, "max_new_tokens": self.rule.reply, "eos_token_id": eos})
 

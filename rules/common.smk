@@ -68,9 +68,9 @@ def code(script, segmenter=False):
     return of
 
 
-def settings_of(kind, *args):
+def settings_of(kind):
     """Input function: the params of a settings dataclass (hpl.settings) for the job's benchmark."""
-    return lambda wc: params(kind.from_config(config, *args, wc.bench))
+    return lambda wc: params(kind.from_config(config, wc.bench))
 
 
 def generation_settings(wildcards):
