@@ -5,7 +5,8 @@ episode) gives one number per metric; a table cell is the mean over the configur
 "mean ± std" (sample standard deviation) when there is more than one seed and plain "mean" for one.
 Scores are percentages with two decimals, as in the paper. A cell whose benchmark was not run is empty,
 never zero, and so is the Average unless all six cells of its row are filled.
-A long-format companion (`*_long.csv`: model, method, column, mean, std, n) keeps the raw numbers.
+A long-format companion (`*_long.csv`: model, method, column, mean, std, n) keeps the raw numbers, and
+`versus_baseline` says which methods differ from SFT by more than one seed std (`table1_vs_sft.csv`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ TABLE1_COLUMNS: list[tuple[str, str, str, str]] = [
     ("WebShop Success", "webshop", "test", "success"),
     ("InterCode-SQL Avg. Reward", "intercode_sql", "test", "avg_reward"),
     ("InterCode-SQL Success", "intercode_sql", "test", "success"),
+]
+LONG_COLUMNS = ["Model", "Method", "Column", "mean", "std", "n"]
+VERSUS_COLUMNS = [
+    "Model",
+    "Method",
+    "Column",
+    "mean",
+    "baseline",
+    "difference",
+    "larger_std",
+    "beyond_one_std",
 ]
 ALFWORLD_TYPES = ["Pick", "Clean", "Heat", "Cool", "Examine", "Pick2"]
 
@@ -132,8 +144,54 @@ def table1(runs: Iterable[EvalRun], order: Sequence[tuple[str, str]] | None = No
         # Average: per seed the mean of the six cells, then mean ± std over seeds; empty unless complete
         complete = [sum(v) / len(v) for v in per_seed.values() if len(v) == len(TABLE1_COLUMNS)]
         row["Average"] = format_cell(complete) if complete and len(complete) == len(per_seed) else ""
+        if row["Average"]:
+            mean, std = mean_std(complete)
+            long.append(
+                {
+                    "Model": model,
+                    "Method": method,
+                    "Column": "Average",
+                    "mean": mean,
+                    "std": std,
+                    "n": len(complete),
+                }
+            )
         wide.append(row)
-    return pd.DataFrame(wide), pd.DataFrame(long, columns=["Model", "Method", "Column", "mean", "std", "n"])
+    return pd.DataFrame(wide), pd.DataFrame(long, columns=LONG_COLUMNS)
+
+
+def versus_baseline(long: pd.DataFrame, baseline: str = "sft") -> pd.DataFrame:
+    """Each method's cells against the baseline method's (same model and column): the difference of the
+    means, the larger of the two seed stds, and whether the difference exceeds it ("beyond one std"; empty
+    with a single seed, where no spread was measured)."""
+    rows = []
+    for record in long.to_dict("records"):
+        if record["Method"] == baseline:
+            continue
+        base = long[
+            (long["Model"] == record["Model"])
+            & (long["Method"] == baseline)
+            & (long["Column"] == record["Column"])
+        ]
+        if base.empty:
+            continue
+        other = base.iloc[0]
+        stds = [s for s in (record["std"], other["std"]) if s is not None and not pd.isna(s)]
+        larger = max(stds) if len(stds) == 2 else None
+        difference = record["mean"] - other["mean"]
+        rows.append(
+            {
+                "Model": record["Model"],
+                "Method": record["Method"],
+                "Column": record["Column"],
+                "mean": record["mean"],
+                "baseline": other["mean"],
+                "difference": difference,
+                "larger_std": larger,
+                "beyond_one_std": None if larger is None else abs(difference) > larger,
+            }
+        )
+    return pd.DataFrame(rows, columns=VERSUS_COLUMNS)
 
 
 def type_table(runs: Iterable[EvalRun], split: str, order: Sequence[tuple[str, str]] | None = None):

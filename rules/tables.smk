@@ -13,6 +13,11 @@ rule tables:
             caption="../report/table1_long.csv.rst",
             category="Tables",
         ),
+        table1_vs_sft=report(
+            "results/table1_vs_sft.csv",
+            caption="../report/table1_vs_sft.csv.rst",
+            category="Tables",
+        ),
         table6=report(
             "results/table6.csv", caption="../report/table6.rst", category="Tables"
         ),

@@ -80,6 +80,12 @@ def test_table1_has_a_row_per_method_with_alfworld_cells(run):
             "Average",
         ]:
             assert row[column] == ""  # not run: empty, not zero
+    # every other method against SFT, on the ALFWorld columns only; one seed: no spread, no verdict
+    versus = _csv(run / "results" / "table1_vs_sft.csv")
+    assert {(r["Method"], r["Column"]) for r in versus} == {
+        (m, c) for m in METHODS if m != "sft" for c in ["ALFWorld Seen", "ALFWorld Unseen"]
+    }
+    assert all(r["beyond_one_std"] == "" for r in versus)
 
 
 def test_exploration_and_pairs(run):

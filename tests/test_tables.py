@@ -1,8 +1,9 @@
 """Table aggregation: mean ± std over seeds, empty cells for benchmarks not run."""
 
+import pandas as pd
 import pytest
 
-from hpl.tables import EvalRun, episode_metrics, format_cell, table1, type_table
+from hpl.tables import EvalRun, episode_metrics, format_cell, table1, type_table, versus_baseline
 
 
 def _episodes(rewards, task_type="Pick"):
@@ -61,7 +62,9 @@ def test_type_table_per_type_success():
 
 def test_table1_names_how_actions_were_decoded():
     def rows(mode):
-        return tuple({"reward": 0.0, "task_type": "Pick", "action_mode": mode, "actions": ["look"]} for _ in "ab")
+        return tuple(
+            {"reward": 0.0, "task_type": "Pick", "action_mode": mode, "actions": ["look"]} for _ in "ab"
+        )
 
     same = [EvalRun("m", "sft", 0, "alfworld", s, rows("admissible")) for s in ("seen", "unseen")]
     assert table1(same)[0].iloc[0]["Actions"] == "admissible"
@@ -69,3 +72,42 @@ def test_table1_names_how_actions_were_decoded():
     assert table1(mixed)[0].iloc[0]["Actions"] == "alfworld: admissible; intercode_sql: free"
     legacy = [EvalRun("m", "sft", 0, "webshop", "test", _episodes([0.5]))]  # rows written before the field
     assert table1(legacy)[0].iloc[0]["Actions"] == "free"
+
+
+def _webshop(method, seed, rewards):
+    return EvalRun("m", method, seed, "webshop", "test", _episodes(rewards))
+
+
+def test_versus_baseline_flags_differences_beyond_one_std():
+    runs = [
+        # SFT avg reward 30, 32, 34 (std 2); ETO 40, 41, 42 (std 1): +9 > 2. IPR 30, 36, 33 (std 3): +1 < 3
+        *(_webshop("sft", seed, [r / 100]) for seed, r in enumerate([30, 32, 34])),
+        *(_webshop("eto", seed, [r / 100]) for seed, r in enumerate([40, 41, 42])),
+        *(_webshop("ipr", seed, [r / 100]) for seed, r in enumerate([30, 36, 33])),
+    ]
+    long = table1(runs)[1]
+    versus = versus_baseline(long, "sft").set_index(["Method", "Column"])
+    eto = versus.loc[("eto", "WebShop Avg. Reward")]
+    assert eto["baseline"] == pytest.approx(32.0) and eto["difference"] == pytest.approx(9.0)
+    assert eto["larger_std"] == pytest.approx(2.0) and bool(eto["beyond_one_std"]) is True
+    ipr = versus.loc[("ipr", "WebShop Avg. Reward")]
+    assert ipr["difference"] == pytest.approx(1.0) and ipr["larger_std"] == pytest.approx(3.0)
+    assert bool(ipr["beyond_one_std"]) is False
+    assert "sft" not in versus.index.get_level_values("Method")
+
+
+def test_versus_baseline_leaves_one_seed_undecided():
+    long = table1([_webshop("sft", 0, [0.3]), _webshop("eto", 0, [0.5])])[1]
+    eto = versus_baseline(long, "sft").set_index(["Method", "Column"]).loc[("eto", "WebShop Avg. Reward")]
+    assert eto["difference"] == pytest.approx(20.0)
+    assert eto["larger_std"] is None or pd.isna(eto["larger_std"])
+    assert eto["beyond_one_std"] is None or pd.isna(eto["beyond_one_std"])
+
+
+def test_table1_long_has_the_average_once_complete():
+    cells = [("alfworld", "seen"), ("alfworld", "unseen"), ("webshop", "test"), ("intercode_sql", "test")]
+    runs = [EvalRun("m", "sft", seed, b, s, _episodes([seed / 2])) for seed in (0, 1) for b, s in cells]
+    long = table1(runs)[1]
+    average = long[long.Column == "Average"].iloc[0]
+    # seed 0: six zeros; seed 1 (reward 0.5): success 0, 0, avg reward 50, success 0, avg reward 50, success 0
+    assert average["mean"] == pytest.approx((0 + 100 / 6) / 2) and average["n"] == 2
