@@ -25,6 +25,7 @@ from typing import Any
 from hpl.chat import IGNORE_INDEX, Encoded
 from hpl.context import ContextError, ContextRule, copy_rule, read_rule, training_sequences
 from hpl.launch import is_main_process, wait_for_everyone
+from hpl.trainer import right_padded
 
 
 def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
@@ -35,11 +36,12 @@ def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: f
     return -F.logsigmoid(beta * margin)
 
 
-def sequence_logps(model, input_ids, attention_mask, labels):
-    """(summed log-prob of the label tokens, number of label tokens) per sequence."""
+def sequence_logps(model, input_ids, labels):
+    """(summed log-prob of the label tokens, number of label tokens) per right-padded sequence (no mask
+    needed: hpl.trainer.right_padded)."""
     import torch
 
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1, :]
+    logits = model(input_ids=input_ids).logits[:, :-1, :]
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
     safe = targets.masked_fill(~mask, 0)
@@ -102,13 +104,6 @@ def encode_pair(tokenizer, pair: dict, level: str, window: int) -> PreferenceExa
     return PreferenceExample(level, chosen, rejected, meta={"id": pair["id"]})
 
 
-def _pad(rows: list[list[int]], value: int):
-    import torch
-
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
-
-
 def collate(examples: list[PreferenceExample], pad_id: int) -> dict[str, Any]:
     """Every window of the chosen sides, then of the rejected sides, in one batch (one forward pass);
     `owner` maps each row to its sequence: pair i's chosen side is i, its rejected side n + i."""
@@ -123,9 +118,8 @@ def collate(examples: list[PreferenceExample], pad_id: int) -> dict[str, Any]:
             rows += windows
             owner += [offset + i] * len(windows)
     return {
-        "input_ids": _pad([r.input_ids for r in rows], pad_id),
-        "labels": _pad([r.labels for r in rows], IGNORE_INDEX),
-        "attention_mask": _pad([[1] * len(r.input_ids) for r in rows], 0),
+        "input_ids": right_padded([r.input_ids for r in rows], pad_id),
+        "labels": right_padded([r.labels for r in rows], IGNORE_INDEX),
         "owner": torch.tensor(owner),
         "ref_chosen": torch.tensor([e.ref_chosen for e in examples]),
         "ref_rejected": torch.tensor([e.ref_rejected for e in examples]),
@@ -135,7 +129,7 @@ def collate(examples: list[PreferenceExample], pad_id: int) -> dict[str, Any]:
 
 def side_logps(model, batch: dict[str, Any]):
     """(summed log-prob, label tokens) of each chosen then rejected side: its windows' rows added up."""
-    logps, counts = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    logps, counts = sequence_logps(model, batch["input_ids"], batch["labels"])
     owner = batch.get("owner")
     if owner is None:  # one row per side
         return logps, counts
@@ -159,7 +153,7 @@ def precompute_reference(model, examples: list[PreferenceExample], pad_id: int, 
             chunk = examples[start : start + batch_size]
             batch = collate(chunk, pad_id)
             device = next(model.parameters()).device
-            for key in ("input_ids", "attention_mask", "labels"):
+            for key in ("input_ids", "labels"):
                 batch[key] = batch[key].to(device)
             logps, _ = side_logps(model, batch)
             for i, example in enumerate(chunk):

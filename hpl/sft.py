@@ -18,6 +18,7 @@ from typing import Any
 from hpl.chat import IGNORE_INDEX
 from hpl.context import ContextRule, data_fit, derive_rule, training_sequences, write_rule
 from hpl.launch import is_main_process, wait_for_everyone
+from hpl.trainer import right_padded
 
 
 @dataclass
@@ -25,19 +26,10 @@ class PadCollator:
     pad_id: int
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
-        import torch
-
-        width = max(len(f["input_ids"]) for f in features)
-        ids, labels, mask = [], [], []
-        for f in features:
-            gap = width - len(f["input_ids"])
-            ids.append(f["input_ids"] + [self.pad_id] * gap)
-            labels.append(f["labels"] + [IGNORE_INDEX] * gap)
-            mask.append([1] * len(f["input_ids"]) + [0] * gap)
+        # right padding and no attention mask: see hpl.trainer.right_padded
         return {
-            "input_ids": torch.tensor(ids),
-            "labels": torch.tensor(labels),
-            "attention_mask": torch.tensor(mask),
+            "input_ids": right_padded([f["input_ids"] for f in features], self.pad_id),
+            "labels": right_padded([f["labels"] for f in features], IGNORE_INDEX),
         }
 
 

@@ -16,7 +16,7 @@ class TwoTokenModel(torch.nn.Module):
         super().__init__()
         self.table = torch.nn.Parameter(torch.tensor(table, dtype=torch.float))
 
-    def forward(self, input_ids, attention_mask=None):
+    def forward(self, input_ids):
         return type("Out", (), {"logits": self.table[input_ids]})()
 
 
@@ -31,7 +31,7 @@ def test_sequence_logps_sums_only_labelled_tokens():
     model = TwoTokenModel(TABLE)
     ids = torch.tensor([[0, 1, 1, 0]])
     labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 1, 0]])  # loss on tokens 2 and 3 only
-    logp, count = sequence_logps(model, ids, torch.ones_like(ids), labels)
+    logp, count = sequence_logps(model, ids, labels)
     expected = log_softmax_row(TABLE[1], 1) + log_softmax_row(TABLE[1], 0)
     assert float(logp[0]) == pytest.approx(expected, abs=1e-6) and int(count[0]) == 2
 
@@ -52,7 +52,6 @@ def _batch(levels):
     labels[:, 0] = IGNORE_INDEX
     return {
         "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
         "labels": labels,
         "ref_chosen": torch.full((n,), -1.5),
         "ref_rejected": torch.full((n,), -1.0),

@@ -93,12 +93,43 @@ def test_dpo_side_spanning_windows_sums_its_windows(tiny):
     batch = collate([PreferenceExample("traj", windows, whole)], tok.pad_token_id)
     with torch.no_grad():
         sides, counts = side_logps(model, batch)
-        each = [
-            sequence_logps(model, *(torch.tensor([x]) for x in (w.input_ids, [1] * len(w), w.labels)))
-            for w in windows
-        ]
+        each = [sequence_logps(model, *(torch.tensor([x]) for x in (w.input_ids, w.labels))) for w in windows]
     assert float(sides[0]) == pytest.approx(sum(float(lp) for lp, _ in each), abs=1e-4)
     assert int(counts[0]) == int(counts[1])  # the same agent tokens, split or not
+
+
+def test_right_padded_batches_score_each_sequence_as_alone_without_a_mask(tiny):
+    """Training batches carry no attention mask (hpl.trainer.right_padded): a real token never sees the pads
+    after it, so every sequence's label log-prob and the batch loss equal those computed with the mask."""
+    import torch
+
+    from hpl.dpo import sequence_logps
+    from hpl.sft import PadCollator, sft_examples
+
+    model, tok = load_model(tiny)
+    records = _records(3)
+    records[1]["conversations"] = records[1]["conversations"][:4]  # a shorter sequence: padded
+    examples = sft_examples(tok, records, window=10_000)
+    assert len({len(e["input_ids"]) for e in examples}) == 2
+    batch = PadCollator(tok.pad_token_id)(examples)
+    assert set(batch) == {"input_ids", "labels"}
+    mask = torch.tensor(
+        [
+            [1] * len(e["input_ids"]) + [0] * (batch["input_ids"].shape[1] - len(e["input_ids"]))
+            for e in examples
+        ]
+    )
+    assert int((mask == 0).sum()) > 0
+    with torch.no_grad():
+        batched, _ = sequence_logps(model, batch["input_ids"], batch["labels"])
+        alone = [
+            sequence_logps(model, torch.tensor([e["input_ids"]]), torch.tensor([e["labels"]]))[0]
+            for e in examples
+        ]
+        unmasked = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+        masked = model(input_ids=batch["input_ids"], attention_mask=mask, labels=batch["labels"]).loss
+    assert [float(x) for x in batched] == pytest.approx([float(x[0]) for x in alone], abs=1e-4)
+    assert float(unmasked) == pytest.approx(float(masked), abs=1e-5)
 
 
 def test_fit_context_keeps_task_and_drops_oldest_steps(tiny):

@@ -111,7 +111,8 @@ def _sequences(tokenizer, conversations: list[dict], max_length: int) -> tuple[l
 
 
 def _run(model, sequences: Sequence[_Sequence], pad_id: int, batch_size: int) -> dict[tuple[int, int], float]:
-    """Mean entropy per (sequence index, action index), batched with right padding."""
+    """Mean entropy per (sequence index, action index), batched with right padding (no attention mask
+    needed: hpl.trainer.right_padded)."""
     import torch
 
     device = next(model.parameters()).device
@@ -120,12 +121,10 @@ def _run(model, sequences: Sequence[_Sequence], pad_id: int, batch_size: int) ->
         batch = sequences[start : start + batch_size]
         width = max(len(s.ids) for s in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
         # the positions whose logits predict an action token
         keep = torch.zeros((len(batch), width), dtype=torch.bool)
         for row, seq in enumerate(batch):
             input_ids[row, : len(seq.ids)] = torch.tensor(seq.ids)
-            attention[row, : len(seq.ids)] = 1
             for pos in seq.actions.values():
                 keep[row, [p - 1 for p in pos if p >= 1]] = True
         if not keep.any():
@@ -133,7 +132,6 @@ def _run(model, sequences: Sequence[_Sequence], pad_id: int, batch_size: int) ->
         with torch.no_grad():
             logits = model(
                 input_ids=input_ids.to(device),
-                attention_mask=attention.to(device),
                 logits_to_keep=keep.to(device),
             ).logits
         logits = logits.reshape(-1, logits.shape[-1]).float()  # (number of kept positions, vocab), row-major
