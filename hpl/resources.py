@@ -17,10 +17,14 @@ pi_ref is the starting point of every method and is counted only in the SFT row,
 | method | generation | training |
 |---|---|---|
 | sft | none (expert data is the benchmark's) | sft/seed{s}.tsv |
-| rft | explore/rft_samples.tsv | rft/seed{s}.tsv |
+| rft | explore/rft_samples.tsv | rft/seed{s}.tsv (+ sft/seed{s}.tsv when RFT copied SFT's model, below) |
 | eto | explore/trajectories.tsv (pi_ref's trajectories, the rejected side) | eto/seed{s}.tsv |
 | ipr | explore/step_rollouts.tsv (step-level MC rollouts) | ipr/seed{s}.tsv |
 | hpl-<seg>[-...] | explore/trajectories.tsv + explore/step_rollouts.tsv + segments/<seg>.tsv + groups/<seg>.tsv | <method>/seed{s}.tsv |
+
+When pi_ref had no successful sample, RFT's data, settings and seed are SFT's and the RFT job copies SFT's
+model of the seed instead of training it again (`hpl.sft.copy_sft_model`; its train_metrics.json names the
+source): the RFT row then counts that SFT training as its own, since it is the training RFT needed.
 
 With `expert_source: teacher` the expert data cost LLM calls too: the SFT row (the start of every method,
 as above) then names the teacher model and counts its calls (results/{bench}/expert/usage.json) and the
@@ -105,11 +109,20 @@ def table5(methods: Mapping[str, Mapping]) -> pd.DataFrame:
     """
     rows = []
     for method, spec in methods.items():
-        unknown = set(spec) - {"generation", "training", "llm_usage", "llm"}
+        unknown = set(spec) - {
+            "generation",
+            "training",
+            "llm_usage",
+            "llm",
+            "copied_metrics",
+            "copied_training",
+        }
         if unknown:
             raise ValueError(f"table5: method {method!r} has unknown keys {sorted(unknown)}")
         generation = {str(p): benchmark_seconds(p) for p in spec.get("generation", [])}
         training = sum(benchmark_seconds(p) for p in spec.get("training", []))
+        if spec.get("copied_metrics") and _was_copied(spec["copied_metrics"]):
+            training += sum(benchmark_seconds(p) for p in spec.get("copied_training", []))
         calls = sum(llm_calls(p) for p in spec.get("llm_usage", []))
         llm = spec.get("llm")
         gen_total = sum(generation.values())
@@ -128,6 +141,14 @@ def table5(methods: Mapping[str, Mapping]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=TABLE5_COLUMNS)
+
+
+def _was_copied(metrics_path: str | Path) -> bool:
+    """Whether the model of `metrics_path` (a train_metrics.json) was copied rather than trained."""
+    path = Path(metrics_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training metrics not found: {path}")
+    return "copied_from" in json.loads(path.read_text())
 
 
 def hpl_segmenter(method: str) -> str:
@@ -168,6 +189,10 @@ def table5_inputs(
                 spec["llm_usage"] = [root / bench / "expert" / "usage.json"]
         elif method == "rft":
             spec["generation"] = [explore / "rft_samples.tsv"]
+            spec["copied_metrics"] = (
+                root / bench / model / "train" / "rft" / f"seed{seed}" / "train_metrics.json"
+            )
+            spec["copied_training"] = [bench_dir / "sft" / f"seed{seed}.tsv"]
         elif method == "eto":
             spec["generation"] = [explore / "trajectories.tsv"]
         elif method == "ipr":

@@ -139,3 +139,20 @@ def train_sft(
     wait_for_everyone()
     drop_scratch(scratch_dir(out))
     return metrics
+
+
+def copy_sft_model(sft_dir: str | Path, out_dir: str | Path) -> dict:
+    """RFT's model when pi_ref had no successful sample to add: RFT would then train SFT's data with SFT's
+    settings and seed, which gives SFT's weights bit for bit (training is deterministic; docs/performance.md),
+    so SFT's model of the seed is copied instead of trained again. Returns its metrics, marked as copied."""
+    import shutil
+
+    source, out = Path(sft_dir), Path(out_dir)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    metrics = json.loads((partial / "train_metrics.json").read_text())
+    metrics = {**metrics, "copied_from": str(source), "seconds": 0.0}
+    (partial / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    partial.rename(out)  # whole or absent: a killed copy leaves only the .partial folder
+    return metrics

@@ -276,7 +276,12 @@ def table5_specs():
     )
     return {
         m: {
-            k: ([str(p) for p in v] if isinstance(v, list) else v) for k, v in s.items()
+            k: (
+                [str(p) for p in v]
+                if isinstance(v, list)
+                else str(v) if isinstance(v, Path) else v
+            )
+            for k, v in s.items()
         }
         for m, s in specs.items()
     }
@@ -287,8 +292,8 @@ def table5_files():
         {
             p
             for spec in table5_specs().values()
-            for key in ("generation", "training", "llm_usage")
-            for p in spec[key]
+            for key in ("generation", "training", "llm_usage", "copied_training")
+            for p in spec.get(key, [])
         }
     )
 

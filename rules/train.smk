@@ -32,6 +32,8 @@ use rule sft as rft with:
         base=base_model,
         expert="results/{bench}/expert/train.jsonl",
         samples="results/{bench}/{model}/explore/rft_samples.jsonl",
+        # with no successful sample RFT's data is SFT's: the job copies this model (hpl.sft.copy_sft_model)
+        sft="results/{bench}/{model}/train/sft/seed{seed}",
     output:
         directory("results/{bench}/{model}/train/rft/seed{seed}"),
     log:

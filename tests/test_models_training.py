@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -225,6 +226,21 @@ def test_sft_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(
     reference, _ = load_model(clean)
     for (name, a), (_, b) in zip(resumed.named_parameters(), reference.named_parameters()):
         assert (a - b).abs().max() < 1e-5, name
+
+
+def test_rft_without_successes_copies_the_sft_model_whole(sft, tmp_path):
+    from hpl.sft import copy_sft_model
+
+    sft, _ = sft
+    out = tmp_path / "rft" / "seed0"
+    out.parent.mkdir()
+    metrics = copy_sft_model(sft, out)
+    assert metrics["copied_from"] == str(sft) and not out.with_name("seed0.partial").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in Path(sft).iterdir())
+    assert (out / "model.safetensors").read_bytes() == (Path(sft) / "model.safetensors").read_bytes()
+    assert json.loads((out / "train_metrics.json").read_text())["copied_from"] == str(sft)
+    model, _ = load_model(out)  # loads as a checkpoint of its own
+    assert model.num_parameters() > 0
 
 
 def test_checkpoints_reload_the_tokenizer_as_trained(tiny, sft):

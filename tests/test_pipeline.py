@@ -106,6 +106,21 @@ def test_exploration_and_pairs(run):
         assert metrics["steps"] >= 1 and metrics["reference"].endswith("train/sft/seed0")
 
 
+def test_rft_trains_only_when_pi_ref_added_a_success(run):
+    """RFT = expert data + pi_ref's successful samples; with none it is SFT's training again, so the job
+    copies SFT's model instead (the same weights; docs/performance.md)."""
+    model = run / "results/alfworld/tiny"
+    successes = [r for r in read_jsonl(model / "explore/rft_samples.jsonl") if r["success"]]
+    metrics = json.loads((model / "train/rft/seed0/train_metrics.json").read_text())
+    sft = json.loads((model / "train/sft/seed0/train_metrics.json").read_text())
+    if successes:
+        assert "copied_from" not in metrics and metrics["examples"] == sft["examples"] + len(successes)
+    else:
+        assert metrics["copied_from"].endswith("train/sft/seed0")
+        weights = [(model / f"train/{m}/seed0/model.safetensors").read_bytes() for m in ("sft", "rft")]
+        assert weights[0] == weights[1]
+
+
 def test_type_tables_and_episode_rows(run):
     for table in ["table6.csv", "table7.csv"]:
         header = list(_csv(run / "results" / table)[0])

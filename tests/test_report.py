@@ -163,6 +163,23 @@ def test_table5_sums_by_hand(tmp_path):
     assert "explore/step_rollouts: 15.00" in hpl["generation_parts"]
 
 
+@pytest.mark.parametrize("copied", [True, False])
+def test_table5_rft_counts_sft_training_when_it_copied_sft_model(tmp_path, copied):
+    b = tmp_path / "results" / "benchmarks" / "webshop" / "tiny"
+    _tsv(b / "sft" / "seed0.tsv", 2400.0)  # 40 min
+    _tsv(b / "rft" / "seed0.tsv", 3.0 if copied else 2460.0)
+    _tsv(b / "explore" / "rft_samples.tsv", 60.0)
+    metrics = tmp_path / "results" / "webshop" / "tiny" / "train" / "rft" / "seed0" / "train_metrics.json"
+    metrics.parent.mkdir(parents=True)
+    copied_from = {"copied_from": "results/webshop/tiny/train/sft/seed0"} if copied else {}
+    metrics.write_text(json.dumps({"steps": 10, **copied_from}))
+    frame = table5(table5_inputs("webshop", "tiny", ["sft", "rft"], root=tmp_path / "results"))
+    rft = frame.set_index("Method").loc["rft"]
+    # copied: the 3 s copy plus the SFT training RFT would have repeated; trained: its own 41 min only
+    assert rft["train_minutes"] == pytest.approx((2403.0 if copied else 2460.0) / 60)
+    assert rft["gen_minutes"] == pytest.approx(1.0)
+
+
 def test_table5_llm_calls_without_requests_key(tmp_path):
     usage = tmp_path / "u.json"
     usage.write_text(json.dumps({"calls": 5, "cache_hits": 3}))
