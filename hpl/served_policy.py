@@ -41,12 +41,13 @@ class ServedModelError(ValueError):
     """A checkpoint a server would not see as it was trained (the message says why and what to do)."""
 
 
-def check_servable(model_dir: str | os.PathLike) -> None:
+def check_servable(model_dir: str | os.PathLike):
     """A server loads the tokenizer with AutoTokenizer: it must split text as the checkpoint's own does.
 
     The embedded tiny model's tokenizer does not: beside its Qwen2 config AutoTokenizer builds a Qwen2
     tokenizer, whose pre-tokenizer (single digits) differs from the one its merges were learned with
     (hpl.models.load_tokenizer), so the served model would read prompts it was never trained on.
+    Returns the checkpoint's own tokenizer.
     """
     from transformers import AutoTokenizer
 
@@ -62,6 +63,7 @@ def check_servable(model_dir: str | os.PathLike) -> None:
             f"({type(auto).__name__}, what a server loads) than with its own tokenizer; serve a hub model or "
             "its fine-tune (the paper preset), or set generation.server: null for the embedded tiny model"
         )
+    return own
 
 
 class ServedPolicy:
@@ -80,6 +82,7 @@ class ServedPolicy:
         engine: str = "vllm",
         timeout: float = 600.0,
         max_retries: int = 2,
+        tokenizer=None,
     ) -> None:
         import openai
         from transformers import AutoConfig
@@ -89,7 +92,7 @@ class ServedPolicy:
         positions = getattr(AutoConfig.from_pretrained(str(model_dir)), "max_position_embeddings", None)
         rule = generation_rule(model_dir, max_new_tokens, max_prompt_tokens, positions)
         self.model, self.rule, self.seed, self.engine = model, rule, seed, engine
-        self.tokenizer = load_tokenizer(model_dir)
+        self.tokenizer = tokenizer or load_tokenizer(model_dir)
         self.client = openai.OpenAI(
             base_url=base_url, api_key="unused", timeout=timeout, max_retries=max_retries
         )
@@ -160,7 +163,7 @@ def served_policy(
             f"generation.server serves checkpoint folders; {model_dir} is none (a hub id: download it first, "
             "e.g. `huggingface-cli download <id> --local-dir <folder>`, and name the folder)"
         )
-    check_servable(model_dir)
+    tokenizer = check_servable(model_dir)
     with LocalLLMServer(model_dir, log_path=server_log, engine=server) as running:
         policy = ServedPolicy(
             running.base_url,
@@ -170,6 +173,7 @@ def served_policy(
             max_prompt_tokens=generation.get("max_prompt_tokens"),
             max_concurrency=generation.get("parallel_episodes", 16),
             engine=server,
+            tokenizer=tokenizer,
         )
         try:
             yield policy
