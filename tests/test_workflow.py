@@ -109,6 +109,21 @@ def test_paper_preset_is_valid(tmp_path):
     assert "results/alfworld/qwen2.5-7b/eval/sft/seed2/seen.jsonl" in result.stdout + result.stderr
 
 
+def test_paper_preset_trains_with_the_paper_hyperparameters_on_every_benchmark():
+    """The preset sits on top of the embedded config: per-benchmark training keys the embedded default sets
+    for the tiny model (e.g. webshop.sft_epochs) must not reach the paper's runs."""
+    from snakemake.utils import update_config
+
+    merged = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())
+    update_config(merged, yaml.safe_load((PROJECT_ROOT / "config" / "presets" / "paper.yaml").read_text()))
+    assert merged["training"]["sft"]["epochs"] == 3 and merged["training"]["dpo"]["lr"] == 3.0e-6
+    for bench in ("alfworld", "webshop", "intercode_sql"):
+        assert merged[bench]["sft_epochs"] is None, bench  # training.sft.epochs: the paper's 3
+        assert merged[bench]["train_tasks"] is None, bench
+    assert merged["alfworld"]["dpo_lr"] is None  # training.dpo.lr: the paper's 3e-6 on ALFWorld
+    assert merged["webshop"]["dpo_lr"] == merged["intercode_sql"]["dpo_lr"] == 1.0e-6
+
+
 def test_lint_is_clean():
     result = subprocess.run(
         SNAKEMAKE + ["--lint"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
