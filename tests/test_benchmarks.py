@@ -69,6 +69,8 @@ def test_a_benchmark_sets_its_own_sft_epochs_and_dpo_lr():
         == config["webshop"]["sft_epochs"]
         != shared_epochs
     )
+    assert training_hparams(config, "alfworld", "sft")["epochs"] == config["alfworld"]["sft_epochs"]
+    config["alfworld"]["sft_epochs"] = None
     assert training_hparams(config, "alfworld", "sft")["epochs"] == shared_epochs  # sft_epochs unset: shared
     assert training_hparams(config, "alfworld", "dpo")["lr"] == 3e-6
     assert training_hparams(config, "webshop", "dpo") == config["training"]["dpo"]  # dpo_lr null
