@@ -21,9 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from learning_curve import evaluate  # noqa: E402
+from learning_curve import evaluate, markdown_table, run  # noqa: E402
 
 from hpl.benchmarks import prepare_benchmark  # noqa: E402
 from hpl.dpo import train_dpo  # noqa: E402
@@ -88,14 +86,7 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
 
 
 def table(path: str) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in _rows(path):
-        cells = [
-            f"{100 * row[c]:.1f}" if c in ("avg_reward", "success", "invalid") else str(row[c])
-            for c in COLUMNS
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(_rows(path), COLUMNS)
 
 
 def main() -> None:
@@ -112,15 +103,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/dpo_sweep.jsonl")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--table", action="store_true", help="print the rows of --out as a markdown table")
-    args = parser.parse_args()
-    if args.table:
-        print(table(args.out))
-        return
-    if args.bench is None:
-        parser.error("name a benchmark (or --table)")
-    torch.set_num_threads(args.threads)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sweep(args, yaml.safe_load(Path(args.config).read_text()))
+    run(parser, table, sweep)
 
 
 if __name__ == "__main__":

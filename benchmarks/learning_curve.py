@@ -164,18 +164,34 @@ def _key(row: dict) -> tuple:
     return tuple(row[k] for k in ("bench", "variant", *LEVERS, "grouped", "actions"))
 
 
-def table(path: str) -> str:
-    """The rows of `path` as a markdown table (rates in %)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in _rows(path):
-        cells = []
-        for column in COLUMNS:
-            value = row[column]
-            if column in ("avg_reward", "success", "invalid"):
-                value = f"{100 * value:.1f}"
-            cells.append(str(value))
+def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """`rows` as a markdown table of `columns` (rates in %)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [
+            f"{100 * row[c]:.1f}" if c in ("avg_reward", "success", "invalid") else str(row[c])
+            for c in columns
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def table(path: str) -> str:
+    """The rows of `path` as a markdown table (rates in %)."""
+    return markdown_table(_rows(path), COLUMNS)
+
+
+def run(parser: argparse.ArgumentParser, table, sweep) -> None:
+    """The command line both sweeps share: `--table` prints, otherwise sweep the named benchmark."""
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
+    if args.bench is None:
+        parser.error("name a benchmark (or --table)")
+    torch.set_num_threads(args.threads)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    sweep(args, yaml.safe_load(Path(args.config).read_text()))
 
 
 def main() -> None:
@@ -198,15 +214,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/learning_curve.jsonl")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--table", action="store_true", help="print the rows of --out as a markdown table")
-    args = parser.parse_args()
-    if args.table:
-        print(table(args.out))
-        return
-    if args.bench is None:
-        parser.error("name a benchmark (or --table)")
-    torch.set_num_threads(args.threads)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sweep(args, yaml.safe_load(Path(args.config).read_text()))
+    run(parser, table, sweep)
 
 
 if __name__ == "__main__":
