@@ -27,6 +27,7 @@ from hpl.benchmarks import prepare_benchmark  # noqa: E402
 from hpl.dpo import train_dpo  # noqa: E402
 from hpl.io import read_jsonl  # noqa: E402
 from hpl.mirror import PROJECT_ROOT  # noqa: E402
+from hpl.settings import GenerationSettings  # noqa: E402
 
 COLUMNS = (
     "bench",
@@ -62,11 +63,8 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
     pairs = {level: read_jsonl(model_dir / "pairs" / f"{level}.jsonl") for level in spec["levels"]}
     manifest = prepare_benchmark(bench, Path(args.work) / bench / "data", config["data_mirror"], settings)
     data_dir = Path(manifest["data_dir"])
-    actions = config["generation"]["actions"]
-    generation = {
-        **config["generation"],
-        "actions": actions.get(bench, "free") if isinstance(actions, dict) else actions,
-    }
+    # the action mode the pipeline's evaluation of this benchmark uses
+    generation = {**config["generation"], "actions": GenerationSettings.from_config(config, bench).actions}
     done = {(r["bench"], r["method"], r["lr"], r["beta"], r["seed"]) for r in _rows(args.out)}
     if (bench, "sft", 0.0, 0.0, 0) not in done:  # pi_ref under the same protocol: the row to beat
         scores = evaluate(bench, data_dir, settings, ref, generation, args.eval_tasks)
