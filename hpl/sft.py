@@ -152,7 +152,7 @@ def copy_sft_model(sft_dir: str | Path, out_dir: str | Path) -> dict:
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(source, partial)
     metrics = json.loads((partial / "train_metrics.json").read_text())
-    metrics = {**metrics, "copied_from": str(source), "seconds": 0.0}
+    metrics = {**metrics, "copied_from": str(source)}  # the training that made these weights: SFT's
     (partial / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     partial.rename(out)  # whole or absent: a killed copy leaves only the .partial folder
     return metrics
