@@ -24,7 +24,6 @@ include: "rules/explore.smk"
 include: "rules/pairs.smk"
 include: "rules/hpl.smk"
 include: "rules/evaluate.smk"
-include: "rules/shards.smk"
 include: "rules/tables.smk"
 
 

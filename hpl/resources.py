@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -166,14 +166,16 @@ def table5_inputs(
     seed: int = 0,
     llm_model: str | None = None,
     root: str | Path = "results",
-    shards: int = 1,
+    shards_of: Callable[[Path], Sequence[str | Path]] = lambda path: [],
     teacher_model: str | None = None,
 ) -> dict[str, dict]:
     """The `table5` mapping for the pipeline's file layout (module docstring), one training seed.
 
     `llm_model` names the external LLM of the semantic segmenter; it is required when a semantic method
     is listed, since Table 5 names the model. `teacher_model` names the teacher LLM when the expert data
-    came from one (its calls and time go to the SFT row).
+    came from one (its calls and time go to the SFT row). `shards_of` maps an exploration job's benchmark
+    file to its shards' benchmark files (hpl.sharding.planned_shards; none when it ran unsharded): their
+    times add to the gathering job's own.
     """
     root = Path(root)
     bench_dir = root / "benchmarks" / bench / model
@@ -212,13 +214,10 @@ def table5_inputs(
                 spec["llm_usage"] = [root / bench / model / "segments" / f"{segmenter}_usage.json"]
         else:
             raise ValueError(f"table5: no resource files known for method {method!r}")
-        spec["generation"] = [p for path in spec["generation"] for p in _shard_files(path, explore, shards)]
+        spec["generation"] = [
+            p
+            for path in spec["generation"]
+            for p in [path, *(map(Path, shards_of(path)) if path.parent == explore else [])]
+        ]
         out[method] = spec
     return out
-
-
-def _shard_files(path: Path, explore: Path, shards: int) -> list[Path]:
-    """An exploration job's benchmark file, or its shards' files (generation.shards > 1): their times add."""
-    if shards == 1 or path.parent != explore:
-        return [path]
-    return [path.with_name(f"{path.stem}.shard{i}{path.suffix}") for i in range(shards)]

@@ -11,6 +11,7 @@ from hpl.context import context_settings
 from hpl.endpoint import model_label, result_settings
 from hpl.fingerprint import fingerprint
 from hpl.segmenters import MODULES as SEGMENTER_MODULES
+from hpl.sharding import planned_shards
 from hpl.settings import (
     EpisodeSettings,
     ExpertSettings,
@@ -29,12 +30,15 @@ check_import_config(config)
 
 
 HPL = Path(workflow.basedir, "hpl")
-# generation.shards > 1: generation jobs run per shard and rules/shards.smk gathers them (hpl.sharding)
+# generation.shards > 1: each generation job still to be made runs as that many shard jobs, which the job
+# itself then gathers (hpl.sharding); a finished job keeps the shards it was gathered from
 SHARDS = config["generation"].get("shards", 1)
+STEP_FILES = ("continuations", "values", "records")  # the step-level rollouts' outputs
 
 
 wildcard_constraints:
     shard=r"\d+",
+    shards=r"\d+",
     bench="|".join(BENCHMARKS),
     model=r"[A-Za-z0-9_.-]+",
     method=r"[a-z0-9_-]+(\.phase[123])?",
@@ -271,7 +275,7 @@ def table5_specs():
         methods,
         seed=config["reference_seed"],
         llm_model=llm_model,
-        shards=SHARDS,
+        shards_of=lambda path: planned_shards(path, SHARDS),
         teacher_model=model_label(config["teacher"]) if teacher else None,
     )
     return {
@@ -303,6 +307,13 @@ def phase_methods():
     return [f"{config['report']['phases']}.phase{k}" for k in (1, 2, 3)]
 
 
-def sharded(path):
-    """`path` of a generation job (output, log, benchmark), per shard when generation.shards > 1."""
-    return re.sub(r"(\.\w+)$", r".shard{shard}\1", path) if SHARDS > 1 else path
+def shard_of(path):
+    """`path` of a generation job (output, log, benchmark) as one of its shards writes it."""
+    return re.sub(r"(\.\w+)$", r".shard{shard}of{shards}\1", path)
+
+
+def shards_of(path):
+    """Input function: the shard files the generation job's output `path` is gathered from; none when it
+    plays its episodes itself (hpl.sharding.planned_shards: a finished output keeps its own).
+    """
+    return lambda wc: planned_shards(path.format(**dict(wc.items())), SHARDS)

@@ -1,5 +1,6 @@
 # One-shot exploration with pi_ref (frozen): full trajectories (ETO), samples for RFT, step-level rollouts
-# (IPR). Nothing is collected after this.
+# (IPR). Nothing is collected after this. With generation.shards > 1 each job's shards play (<rule>_shard)
+# and the job gathers them (hpl.sharding).
 
 
 rule explore:
@@ -7,12 +8,13 @@ rule explore:
         manifest="resources/{bench}/manifest.json",
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
+        rows_shards=shards_of("results/{bench}/{model}/explore/trajectories.jsonl"),
     output:
-        sharded("results/{bench}/{model}/explore/trajectories.jsonl"),
+        rows="results/{bench}/{model}/explore/trajectories.jsonl",
     log:
-        sharded("logs/{bench}/{model}/explore/trajectories.log"),
+        "logs/{bench}/{model}/explore/trajectories.log",
     benchmark:
-        sharded("results/benchmarks/{bench}/{model}/explore/trajectories.tsv")
+        "results/benchmarks/{bench}/{model}/explore/trajectories.tsv"
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -32,12 +34,17 @@ rule explore:
 
 
 use rule explore as rft_samples with:
+    input:
+        manifest="resources/{bench}/manifest.json",
+        expert="results/{bench}/expert/train.jsonl",
+        ref=reference,
+        rows_shards=shards_of("results/{bench}/{model}/explore/rft_samples.jsonl"),
     output:
-        sharded("results/{bench}/{model}/explore/rft_samples.jsonl"),
+        rows="results/{bench}/{model}/explore/rft_samples.jsonl",
     log:
-        sharded("logs/{bench}/{model}/explore/rft_samples.log"),
+        "logs/{bench}/{model}/explore/rft_samples.log",
     benchmark:
-        sharded("results/benchmarks/{bench}/{model}/explore/rft_samples.tsv")
+        "results/benchmarks/{bench}/{model}/explore/rft_samples.tsv"
     params:
         episodes=settings_of(EpisodeSettings),
         tasks=config["exploration"]["tasks"],
@@ -49,19 +56,24 @@ use rule explore as rft_samples with:
 
 rule step_rollouts:
     input:
+        **{
+            f"{name}_shards": shards_of(
+                f"results/{{bench}}/{{model}}/explore/step_{name}.jsonl"
+            )
+            for name in STEP_FILES
+        },
         manifest="resources/{bench}/manifest.json",
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
     output:
-        continuations=sharded(
-            "results/{bench}/{model}/explore/step_continuations.jsonl"
-        ),
-        values=sharded("results/{bench}/{model}/explore/step_values.jsonl"),
-        records=sharded("results/{bench}/{model}/explore/step_records.jsonl"),
+        **{
+            name: f"results/{{bench}}/{{model}}/explore/step_{name}.jsonl"
+            for name in STEP_FILES
+        },
     log:
-        sharded("logs/{bench}/{model}/explore/step_rollouts.log"),
+        "logs/{bench}/{model}/explore/step_rollouts.log",
     benchmark:
-        sharded("results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv")
+        "results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv"
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -76,3 +88,57 @@ rule step_rollouts:
         code=code("step_rollouts.py"),
     script:
         "../scripts/step_rollouts.py"
+
+
+# the shards of the three generation rules: the same job on its share of the work (hpl.sharding)
+use rule explore as explore_shard with:
+    input:
+        manifest="resources/{bench}/manifest.json",
+        expert="results/{bench}/expert/train.jsonl",
+        ref=reference,
+    output:
+        rows=shard_of("results/{bench}/{model}/explore/trajectories.jsonl"),
+    log:
+        shard_of("logs/{bench}/{model}/explore/trajectories.log"),
+    benchmark:
+        shard_of("results/benchmarks/{bench}/{model}/explore/trajectories.tsv")
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+
+
+use rule explore_shard as rft_samples_shard with:
+    output:
+        rows=shard_of("results/{bench}/{model}/explore/rft_samples.jsonl"),
+    log:
+        shard_of("logs/{bench}/{model}/explore/rft_samples.log"),
+    benchmark:
+        shard_of("results/benchmarks/{bench}/{model}/explore/rft_samples.tsv")
+    params:
+        episodes=settings_of(EpisodeSettings),
+        tasks=config["exploration"]["tasks"],
+        samples=config["exploration"]["rft_samples"],
+        temperature=config["exploration"]["rft_temperature"],
+        generation=generation_settings,
+        code=code("explore.py"),
+
+
+use rule step_rollouts as step_rollouts_shard with:
+    input:
+        manifest="resources/{bench}/manifest.json",
+        expert="results/{bench}/expert/train.jsonl",
+        ref=reference,
+    output:
+        **{
+            name: shard_of(f"results/{{bench}}/{{model}}/explore/step_{name}.jsonl")
+            for name in STEP_FILES
+        },
+    log:
+        shard_of("logs/{bench}/{model}/explore/step_rollouts.log"),
+    benchmark:
+        shard_of("results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv")
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 480 * attempt,

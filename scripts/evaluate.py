@@ -1,5 +1,5 @@
 """Rule evaluate: greedy episodes of one checkpoint (or a zero-shot model / endpoint) on one split,
-one row per episode (resumable)."""
+one row per episode (resumable). Sharded (generation.shards > 1): evaluate_shard jobs play, this one gathers."""
 
 import sys
 
@@ -12,11 +12,13 @@ from hpl.io import ResumableJsonl, read_json
 from hpl.policy import wants_admissible
 from hpl.runlog import to_log, use_threads
 from hpl.settings import EpisodeSettings, GenerationSettings
-from hpl.sharding import job_shard, shard
+from hpl.sharding import gather_outputs, job_shard, shard
 from hpl.tables import episode_metrics
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
+if gather_outputs(smk, log):
+    sys.exit()  # the shards played the episodes
 use_threads(smk.threads)
 bench = BENCHMARKS[smk.wildcards.bench]
 split, episodes = smk.wildcards.split, EpisodeSettings(**smk.params.episodes)
@@ -26,7 +28,7 @@ data_dir = read_json(smk.input.manifest)["data_dir"]
 make_env = env_factory(bench, data_dir, episodes.section(smk.config, bench.name))
 probe = make_env()
 tasks = select_tasks(probe.task_ids(split), smk.params.tasks, seed=0)
-tasks = shard(tasks, *job_shard(smk.wildcards, smk.config))  # all of them unless generation.shards > 1
+tasks = shard(tasks, *job_shard(smk.wildcards))  # all of them unless this is a shard job
 probe.close()
 
 out = ResumableJsonl(smk.output[0])

@@ -10,11 +10,13 @@ from hpl.io import ResumableJsonl, read_json, read_jsonl
 from hpl.policy import job_policy
 from hpl.runlog import to_log, use_threads
 from hpl.settings import EpisodeSettings, GenerationSettings
-from hpl.sharding import job_shard, shard
+from hpl.sharding import gather_outputs, job_shard, shard
 from hpl.tables import episode_metrics
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 log = to_log(smk)
+if gather_outputs(smk, log):
+    sys.exit()  # the shards (<rule>_shard) played the runs
 use_threads(smk.threads)
 bench = BENCHMARKS[smk.wildcards.bench]
 episodes, k = EpisodeSettings(**smk.params.episodes), smk.params.samples
@@ -25,7 +27,7 @@ make_env = env_factory(bench, data_dir, episodes.section(smk.config, bench.name)
 # the tasks with expert demonstrations (a fixed seeded subset of them when exploration.tasks is set)
 tasks = select_tasks([record["id"] for record in read_jsonl(smk.input.expert)], smk.params.tasks, seed=0)
 runs = [(task if k == 1 else f"{task}#{i}", task) for task in tasks for i in range(k)]
-runs = shard(runs, *job_shard(smk.wildcards, smk.config))  # all of them unless generation.shards > 1
+runs = shard(runs, *job_shard(smk.wildcards))  # all of them unless this is a shard job
 out = ResumableJsonl(smk.output[0])
 todo = [run for run in runs if not out.done(run[0])]
 log.info("%d runs (%d tasks x %d), %d already done", len(runs), len(tasks), k, len(runs) - len(todo))

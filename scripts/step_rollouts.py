@@ -10,7 +10,7 @@ from hpl.io import finished_together, read_json, read_jsonl, write_jsonl
 from hpl.policy import job_policy
 from hpl.runlog import to_log, use_threads
 from hpl.settings import EpisodeSettings, GenerationSettings, RolloutSettings, runtime
-from hpl.sharding import job_shard, shard
+from hpl.sharding import gather_outputs, job_shard, shard
 from hpl.step_level import collect_step_data
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -24,7 +24,9 @@ data_dir = read_json(smk.input.manifest)["data_dir"]
 make_env = env_factory(bench, data_dir, episodes.section(smk.config, bench.name))
 experts = read_jsonl(smk.input.expert)
 chosen = select_tasks([e["id"] for e in experts], rollouts.tasks, seed=0)  # the tasks explore.py plays
-chosen = set(shard(chosen, *job_shard(smk.wildcards, smk.config)))  # all of them unless generation.shards > 1
+if gather_outputs(smk, log, order=chosen):  # rows back in the order of the explored trajectories
+    sys.exit()  # the shards (step_rollouts_shard) played the rollouts
+chosen = set(shard(chosen, *job_shard(smk.wildcards)))  # all of them unless this is a shard job
 # three outputs, finished one after another: an interruption must not lose the finished continuations
 with finished_together():
     with job_policy(smk.input.ref, gen, lanes, server_log=smk.log[0] + ".server") as policy:

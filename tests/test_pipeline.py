@@ -258,10 +258,11 @@ def test_changing_one_segmenter_reruns_only_its_branch(run, tmp_path, alfworld_m
     [
         {"exploration": {"lanes": 3}},
         {"generation": {"parallel_episodes": 2, "prefix_cache": False}},
+        {"generation": {"shards": 2}},
         {"intercode_sql": {"server": {"password": "changed"}}},
         {"llm": {"cache": "resources/another_cache"}},
     ],
-    ids=["lanes", "parallel_episodes+prefix_cache", "sql_password", "llm_cache"],
+    ids=["lanes", "parallel_episodes+prefix_cache", "shards", "sql_password", "llm_cache"],
 )
 def test_speed_and_connection_settings_rerun_nothing(run, override):
     out = snakemake(run, "-n", override=override).stdout
@@ -364,6 +365,10 @@ def test_sharded_generation_equals_the_unsharded_run(run):
     for name in names:
         stem = name.removesuffix(".jsonl")
         assert sorted(p.name for p in model.glob(f"{stem}.shard*.jsonl")) == [
-            f"{Path(stem).name}.shard{i}.jsonl" for i in range(2)
+            f"{Path(stem).name}.shard{i}of2.jsonl" for i in range(2)
         ]
         assert (model / name).read_text() == unsharded[name], f"{name} differs from the unsharded run"
+    # the gathered files keep their shards: another shard count, or none, re-plans nothing
+    for shards in (1, 3):
+        out = snakemake(run, "-n", *targets, override={"generation": {"shards": shards}}).stdout
+        assert NOTHING in out, (shards, _planned(out))

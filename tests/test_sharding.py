@@ -1,13 +1,24 @@
 """hpl.sharding (split and gather) and the per-episode sampling streams that make a sharded run repeat the
 unsharded one (the pipeline-level check is tests/test_pipeline.py::test_sharded_generation_...)."""
 
+from pathlib import Path
+
 import pytest
 from test_models_training import SPEC, _records
 
 from hpl.io import read_jsonl, write_jsonl
 from hpl.models import build_tiny_model
 from hpl.policy import HFPolicy, key_seed
-from hpl.sharding import gather_jsonl, in_task_order, interleave, shard
+from hpl.sharding import (
+    gather_jsonl,
+    in_task_order,
+    interleave,
+    job_shard,
+    kept_shards,
+    planned_shards,
+    shard,
+    shard_paths,
+)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 12])
@@ -48,6 +59,48 @@ def test_gather_jsonl_writes_the_unsharded_file(tmp_path):
         write_jsonl(paths[-1], shard(rows, i, 2))
     assert gather_jsonl(paths, tmp_path / "all.jsonl") == 5
     assert read_jsonl(tmp_path / "all.jsonl") == rows
+
+
+def test_shard_files_are_named_by_index_and_count(tmp_path):
+    out = tmp_path / "seen.jsonl"
+    assert shard_paths(out, 1) == []
+    assert shard_paths(out, 3) == [str(tmp_path / f"seen.shard{i}of3.jsonl") for i in range(3)]
+
+
+def test_a_finished_output_keeps_the_shards_it_was_gathered_from(tmp_path):
+    out = tmp_path / "seen.jsonl"
+    # still to be made: the configured split
+    assert planned_shards(out, 2) == shard_paths(out, 2)
+    assert planned_shards(out, 1) == []
+    # made unsharded: no shards, whatever the count is now
+    out.write_text("")
+    assert planned_shards(out, 4) == []
+    # made from 2 shards: those, whatever the count is now; an incomplete set or another file is ignored
+    for path in shard_paths(out, 2) + [
+        str(tmp_path / "seen.shard0of3.jsonl"),
+        str(tmp_path / "unseen.shard0of2.jsonl"),
+    ]:
+        Path(path).write_text("")
+    assert kept_shards(out) == planned_shards(out, 4) == planned_shards(out, 1) == shard_paths(out, 2)
+
+
+def test_kept_shards_prefer_the_newest_complete_set(tmp_path):
+    import os
+
+    out = tmp_path / "rows.jsonl"
+    out.write_text("")
+    for n, when in ((2, 1_000), (3, 2_000)):
+        for path in shard_paths(out, n):
+            Path(path).write_text("")
+            os.utime(path, (when, when))
+    assert kept_shards(out) == shard_paths(out, 3)
+
+
+def test_a_shard_job_reads_its_index_and_count_from_its_file_name():
+    from snakemake.iocontainers import Wildcards
+
+    assert job_shard(Wildcards(fromdict={"bench": "webshop"})) == (0, 1)
+    assert job_shard(Wildcards(fromdict={"bench": "webshop", "shard": "1", "shards": "4"})) == (1, 4)
 
 
 def test_key_seeds_are_stable_and_distinct():

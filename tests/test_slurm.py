@@ -118,7 +118,9 @@ def test_paper_preset_dry_run_lists_every_job_with_its_resources(tmp_path):
     shards = paper["generation"]["shards"]
     runs = len(paper["models"]) * len(paper["seeds"]) * 8  # table1's 8 methods
     splits = 2 + 1 + 1  # ALFWorld seen/unseen, WebShop test, InterCode-SQL test
-    assert per_rule["evaluate"] == runs * splits * shards and per_rule["gather_episodes"] >= runs * splits
+    # each evaluation plays in `shards` GPU jobs, then its own job gathers them
+    assert per_rule["evaluate_shard"] == runs * splits * shards and per_rule["evaluate"] == runs * splits
+    assert per_rule["explore_shard"] == per_rule["step_rollouts_shard"] == shards * len(paper["models"]) * 3
     assert per_rule["sft"] == len(paper["models"]) * len(paper["seeds"]) * 3
     print({rule: per_rule[rule] for rule in sorted(per_rule)})
 
