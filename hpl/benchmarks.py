@@ -25,7 +25,8 @@ class Benchmark:
     eval_splits: tuple[str, ...]
     train_split: str
     prepare: Callable[[Path, Path | None], dict]  # (dest, mirror folder) -> manifest
-    # (data_dir, task_ids, settings, on_record, skip) -> data card; records go to on_record as they finish
+    # (data_dir, task_ids, settings, on_record, skip, workers) -> data card; records go to on_record as
+    # they finish; `workers` processes may play them (the rule's threads: a speed setting, never a param)
     expert: Callable[..., dict]
     env_extras: Callable[[Path], dict] = lambda data_dir: {}
     # environment options read from the benchmark's config section (InterCode-SQL: reward, split, ...)
@@ -63,7 +64,7 @@ def _prepare_alfworld(dest: Path, mirror: Path | None) -> dict:
     return {"data_dir": str(root)}
 
 
-def _alfworld_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
+def _alfworld_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip, workers=1) -> dict:
     from hpl.alfworld.expert import collect_expert
 
     _, card = collect_expert(
@@ -73,6 +74,7 @@ def _alfworld_expert(data_dir: Path, task_ids: list[str], settings: dict, on_rec
         on_record=on_record,
         skip=skip,
         max_turns=settings["max_turns"],
+        workers=workers,
         **_alfworld_extras(Path(data_dir)),
     )
     return card
@@ -126,7 +128,8 @@ def _prepare_webshop(dest: Path, mirror: Path | None) -> dict:
     )
 
 
-def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
+def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip, workers=1) -> dict:
+    # the oracle takes seconds for a thousand goals: one process
     from hpl.webshop.expert import collect_expert
 
     env = make_env("webshop", data_dir=str(data_dir), max_turns=settings["max_turns"])
@@ -190,7 +193,10 @@ def _intercode_options(settings: dict) -> dict:
     }
 
 
-def _intercode_expert(data_dir: Path, task_ids: list[str], settings: dict, on_record, skip) -> dict:
+def _intercode_expert(
+    data_dir: Path, task_ids: list[str], settings: dict, on_record, skip, workers=1
+) -> dict:
+    # the gold queries take a second in all: one process
     from hpl.intercode.expert import expert_trajectories
 
     wanted, data_dir = set(task_ids), Path(data_dir)

@@ -18,8 +18,10 @@ rule expert:
         bench=one_of(benches_with_expert_source(scripted=True)),
     conda:
         "../envs/engines.yaml"
+    # ALFWorld's scripted expert plays its games in this many processes (~1 s a game each)
+    threads: workflow.cores
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=lambda wc, attempt, threads: 2000 * (threads + 1) * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
     params:
         settings=settings_of(ExpertSettings),

@@ -26,7 +26,7 @@ with bench.session(Path(data_dir), settings) as shared:
 out = ResumableJsonl(smk.output.data)
 todo = [t for t in tasks if not out.done(t)]
 log.info("%d training tasks, %d already collected", len(tasks), len(tasks) - len(todo))
-card = bench.expert(data_dir, todo, settings, on_record=out.add, skip=out.done)
+card = bench.expert(data_dir, todo, settings, on_record=out.add, skip=out.done, workers=smk.threads)
 with finished_together():  # the data stays resumable until the card, the last output, is written
     kept = out.finish(order=tasks)
     card.update({"benchmark": bench.name, "tasks_selected": len(tasks), "trajectories_kept": len(kept)})

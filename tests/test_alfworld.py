@@ -269,6 +269,18 @@ def test_collect_expert_records_and_card(alfworld_data, tmp_path):
     assert len(log.finish()) == 2
 
 
+def test_expert_in_worker_processes_makes_the_same_records_and_card(alfworld_data, tmp_path):
+    ids = list(GAMES.values())[:4]
+    alone, card = collect_expert(alfworld_data, ids, "handcoded", progress=False)
+    log = ResumableJsonl(tmp_path / "expert.jsonl")
+    spread, card2 = collect_expert(
+        alfworld_data, ids, "handcoded", progress=False, on_record=log.add, workers=2
+    )
+    assert len(alone) == card["kept"] >= 3
+    assert spread == alone and card2 == card
+    assert log.finish(order=ids) == alone
+
+
 def test_handcoded_trajectory_replays_to_a_win(env, alfworld_data):
     records, card = collect_expert(alfworld_data, [GAMES["Pick2"]], "handcoded", progress=False)
     assert card["kept"] == 1

@@ -17,6 +17,7 @@ environment maps to the engine's "move X to Y".
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -280,6 +281,59 @@ def iter_expert(
         yield task_id, record, episode
 
 
+def _failure(episode: Episode, max_turns: int) -> str:
+    return episode.error or ("turn limit" if len(episode.actions) >= max_turns else "not won")
+
+
+_WORKER_ENV: Any = None  # one engine per worker process (_start_worker)
+
+
+def _start_worker(env_kwargs: dict) -> None:
+    from hpl.alfworld.env import AlfworldEnv
+
+    global _WORKER_ENV
+    _WORKER_ENV = AlfworldEnv(**env_kwargs)
+
+
+def _worker_game(task_id: str, source: str, max_turns: int) -> tuple[str, dict | None, str]:
+    (_, record, episode), *_ = iter_expert(_WORKER_ENV, [task_id], source)
+    return task_id, record, _failure(episode, max_turns)
+
+
+def _results(
+    todo: list[str], source: str, env_kwargs: dict, workers: int
+) -> Iterator[tuple[str, dict | None, str]]:
+    """(task_id, trajectory or None, failure) per game as games finish: in this process, or spread over
+    `workers` processes with an engine each (a game's play does not depend on where it runs: the
+    handcoded expert's random is seeded per game)."""
+    from hpl.alfworld.env import AlfworldEnv
+
+    if workers <= 1 or len(todo) <= 1:
+        env = AlfworldEnv(**env_kwargs)
+        try:
+            for task_id, record, episode in iter_expert(env, todo, source):
+                yield task_id, record, _failure(episode, env_kwargs["max_turns"])
+        finally:
+            env.close()
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # fork, not spawn: spawn would run the calling script (a Snakemake job's __main__) again in each worker.
+    # The pool forks its workers at the first submit, before the caller's progress bar starts a thread.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(env_kwargs,)
+    ) as pool:
+        futures = [pool.submit(_worker_game, t, source, env_kwargs["max_turns"]) for t in todo]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def collect_expert(
     data_dir: str | Path,
     task_ids: Iterable[str],
@@ -289,43 +343,45 @@ def collect_expert(
     skip: Callable[[str], bool] | None = None,
     max_turns: int = 30,
     cache_dir: str | Path | None = None,
+    workers: int = 1,
 ) -> tuple[list[dict], dict[str, Any]]:
     """Expert trajectories of `task_ids` and their data card.
 
     Resumable: `on_record(record)` is called as each kept trajectory is made (e.g. `ResumableJsonl.add`),
     and tasks for which `skip(task_id)` is true (e.g. `ResumableJsonl.done`) are not played again.
-    Returns (kept records made in this call, card); the card counts attempted/kept per task type.
+    `workers` > 1 plays games in that many processes; records then arrive in the order games finish
+    (`ResumableJsonl.finish(order=...)` restores the task order) and are the same records.
+    Returns (kept records made in this call, in task order, and the card); the card counts attempted/kept
+    per task type.
     """
     from tqdm import tqdm
-
-    from hpl.alfworld.env import AlfworldEnv
 
     if source not in SOURCES:
         raise ValueError(f"unknown ALFWorld expert source {source!r}; known: {', '.join(SOURCES)}")
     task_ids = list(task_ids)
     todo = [t for t in task_ids if not (skip and skip(t))]
-    env = AlfworldEnv(data_dir, max_turns=max_turns, cache_dir=cache_dir)
-    records, attempted, kept, lengths, failures = [], Counter(), Counter(), [], Counter()
+    env_kwargs = {"data_dir": str(data_dir), "max_turns": max_turns, "cache_dir": cache_dir}
+    records, attempted, kept, lengths, failures = {}, Counter(), Counter(), [], Counter()
+    results = _results(todo, source, env_kwargs, workers)
+    first = next(results, None)  # starts the engine or the worker processes, before the bar's thread
     bar = tqdm(total=len(todo), desc=f"alfworld expert ({source})", unit="game", disable=not progress)
     try:
-        for task_id, record, episode in iter_expert(env, todo, source):
+        for task_id, record, failure in itertools.chain([first] if first else [], results):
             kind = task_type(task_id)
             attempted[kind] += 1
             if record is not None:
                 kept[kind] += 1
                 lengths.append(record["n_actions"])
-                records.append(record)
+                records[task_id] = record
                 if on_record is not None:
                     on_record(record)
             else:
-                failures[
-                    episode.error or ("turn limit" if len(episode.actions) >= max_turns else "not won")
-                ] += 1
+                failures[failure] += 1
             bar.update(1)
             bar.set_postfix(kept=sum(kept.values()))
     finally:
         bar.close()
-        env.close()
+    records = [records[t] for t in todo if t in records]
     card = {
         "benchmark": "alfworld",
         "source": source,
@@ -336,7 +392,7 @@ def collect_expert(
         "kept": sum(kept.values()),
         "per_type": {k: {"attempted": attempted[k], "kept": kept[k]} for k in sorted(attempted)},
         "mean_actions": round(sum(lengths) / len(lengths), 2) if lengths else None,
-        "failures": dict(failures),
+        "failures": dict(sorted(failures.items())),
         "thoughts": "templated (hpl.alfworld.expert.Thinker)",
     }
     return records, card
