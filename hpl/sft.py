@@ -18,7 +18,7 @@ from typing import Any
 from hpl.chat import IGNORE_INDEX
 from hpl.context import ContextRule, data_fit, derive_rule, training_sequences, write_rule
 from hpl.launch import is_main_process, wait_for_everyone
-from hpl.trainer import right_padded
+from hpl.trainer import copy_model, right_padded
 
 
 @dataclass
@@ -145,14 +145,7 @@ def copy_sft_model(sft_dir: str | Path, out_dir: str | Path) -> dict:
     """RFT's model when pi_ref had no successful sample to add: RFT would then train SFT's data with SFT's
     settings and seed, which gives SFT's weights bit for bit (training is deterministic; docs/performance.md),
     so SFT's model of the seed is copied instead of trained again. Returns its metrics, marked as copied."""
-    import shutil
-
-    source, out = Path(sft_dir), Path(out_dir)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial)
-    metrics = json.loads((partial / "train_metrics.json").read_text())
-    metrics = {**metrics, "copied_from": str(source)}  # the training that made these weights: SFT's
-    (partial / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    partial.rename(out)  # whole or absent: a killed copy leaves only the .partial folder
-    return metrics
+    source = Path(sft_dir)
+    metrics = json.loads((source / "train_metrics.json").read_text())
+    # the training that made these weights: SFT's
+    return copy_model(source, out_dir, {**metrics, "copied_from": str(source)})

@@ -24,6 +24,22 @@ def right_padded(rows: list[list[int]], value: int):
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
 
+def copy_model(source: str | Path, out_dir: str | Path, metrics: dict) -> dict:
+    """A model folder copied whole, with `metrics` as its train_metrics.json: for a training whose result is
+    its starting model (RFT with SFT's data, DPO with no pair). Written in one step through a `.partial`
+    folder, so a killed copy leaves no output behind. Returns `metrics`."""
+    import json
+    import shutil
+
+    out = Path(out_dir)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    (partial / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    partial.rename(out)
+    return metrics
+
+
 def scratch_dir(out_dir: str | Path) -> Path:
     """Where the training run of `out_dir` keeps its Trainer checkpoints: beside the folder, not in it.
 

@@ -334,17 +334,23 @@ def test_killed_evaluation_resumes_without_redoing_episodes(run):
     assert not partial.exists()
 
 
-def test_no_pair_passing_stops_training_with_the_counts(run):
-    # an impossible MC gap: every step candidate fails it; the ipr training job must refuse to train
+def test_no_pair_passing_leaves_pi_ref_with_the_counts(run):
+    # an impossible MC gap: every step candidate fails it. DPO on no pair is pi_ref (zero steps): the job
+    # copies it, and its log and metrics say which threshold removed the candidates
     result = snakemake(
         run,
         "results/alfworld/tiny/train/ipr/seed0",
         override={"pairs": {"traj_min_gap": 0.01, "step_final_gap": 0.01, "step_mc_gap": 5.0}},
-        check=False,
     )
-    assert result.returncode != 0
+    assert result.returncode == 0
     log = (run / "logs/alfworld/tiny/ipr/seed0.log").read_text()
     assert "no step pair passed the thresholds" in log and "failed MC value gap > 5.0" in log
+    assert "the model is pi_ref" in log
+    ipr, ref = run / "results/alfworld/tiny/train/ipr/seed0", run / "results/alfworld/tiny/train/sft/seed0"
+    metrics = json.loads((ipr / "train_metrics.json").read_text())
+    assert metrics["skipped"] and metrics["copied_from"].endswith("train/sft/seed0")
+    assert "failed MC value gap > 5.0" in metrics["no_pairs"]["step"]
+    assert (ipr / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
 
 
 def test_sharded_generation_equals_the_unsharded_run(run):
