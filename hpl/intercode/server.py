@@ -409,6 +409,9 @@ class PrivateServer:
             install_db,
             "--no-defaults",
             f"--datadir={self.datadir}",
+            # a private tmpdir: a server starting in another job deletes the `#sql*` files it finds in its
+            # tmpdir, which broke a bootstrap running beside it in the shared /tmp
+            f"--tmpdir={os.path.dirname(self.socket)}",
             "--auth-root-authentication-method=normal",  # root without password: the socket is private
             "--skip-test-db",
             "--lower-case-table-names=1",
@@ -437,6 +440,7 @@ class PrivateServer:
             "--no-defaults",  # never read /etc/mysql: the job's server must not depend on the machine's
             f"--datadir={self.datadir}",
             f"--socket={self.socket}",
+            f"--tmpdir={os.path.dirname(self.socket)}",  # private, as in _initialise_datadir
             f"--pid-file={self.pid_file}",
             f"--log-error={self.error_log}",
             *network,
