@@ -45,7 +45,3 @@ use rule evaluate as evaluate_shard with:
         shard_of(
             "results/benchmarks/{bench}/{model}/eval/{method}/seed{seed}/{split}.tsv"
         )
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,

@@ -102,26 +102,19 @@ use rule explore as explore_shard with:
         shard_of("logs/{bench}/{model}/explore/trajectories.log"),
     benchmark:
         shard_of("results/benchmarks/{bench}/{model}/explore/trajectories.tsv")
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: 240 * attempt,
 
 
-use rule explore_shard as rft_samples_shard with:
+use rule rft_samples as rft_samples_shard with:
+    input:
+        manifest="resources/{bench}/manifest.json",
+        expert="results/{bench}/expert/train.jsonl",
+        ref=reference,
     output:
         rows=shard_of("results/{bench}/{model}/explore/rft_samples.jsonl"),
     log:
         shard_of("logs/{bench}/{model}/explore/rft_samples.log"),
     benchmark:
         shard_of("results/benchmarks/{bench}/{model}/explore/rft_samples.tsv")
-    params:
-        episodes=settings_of(EpisodeSettings),
-        tasks=config["exploration"]["tasks"],
-        samples=config["exploration"]["rft_samples"],
-        temperature=config["exploration"]["rft_temperature"],
-        generation=generation_settings,
-        code=code("explore.py"),
 
 
 use rule step_rollouts as step_rollouts_shard with:
@@ -138,7 +131,3 @@ use rule step_rollouts as step_rollouts_shard with:
         shard_of("logs/{bench}/{model}/explore/step_rollouts.log"),
     benchmark:
         shard_of("results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv")
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: 480 * attempt,
