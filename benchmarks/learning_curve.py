@@ -117,6 +117,7 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
             "num_layers": point["layers"],
         }
         model, _ = build_tiny_model(records, base, spec)
+        trained = sft.parent / "sft_run.json"  # a model trained by an earlier, killed sweep is kept
         hp = {
             **config["training"]["sft"],
             "epochs": point["epochs"],
@@ -125,9 +126,14 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
             "group_by_length": args.group_by_length,
             "logging_steps": 50,
         }
-        started = time.time()
-        metrics = train_sft(str(base), records, str(sft), hp, seed=0)
-        sft_seconds = round(time.time() - started, 1)
+        if trained.exists():
+            metrics = json.loads(trained.read_text())
+            sft_seconds = metrics["sft_s"]
+        else:
+            started = time.time()
+            metrics = train_sft(str(base), records, str(sft), hp, seed=0)
+            sft_seconds = round(time.time() - started, 1)
+            trained.write_text(json.dumps({"train_loss": metrics["train_loss"], "sft_s": sft_seconds}))
         for mode in modes:
             generation = {**config["generation"], "actions": mode}
             scores = evaluate(bench, data_dir, settings, sft, generation, args.eval_tasks)

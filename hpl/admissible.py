@@ -3,7 +3,9 @@
 The thought stays free. Once a reply has written "Action:", the next tokens are constrained to spell one of
 the environment's admissible actions (ALFWorld's admissible commands, WebShop's page buttons), followed by
 the end of the turn. An admissible entry ending in "[...]" (WebShop's `search[...]`) fixes only its prefix
-(`search[`); what follows stays free.
+(`search[`); what follows stays free. A `FreeArgument` entry says the same with its own close and, where the
+benchmark has one, a lexicon the free text must follow (InterCode-SQL: every bare word of the query is an
+SQL keyword or function, or a name of the task's database: `hpl.intercode.lexicon`).
 
 The constraint masks the logits of every token that leaves the set of admissible actions, so greedy
 decoding picks the most likely admissible continuation token by token, and sampling (`KeyedSampler`)
@@ -16,12 +18,43 @@ constraint allows is the one the model saw in training (tested on real expert da
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import weakref
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 ACTION_MARKER = "Action:"
 FREE_SUFFIX = "[...]"  # an admissible entry ending so fixes only its prefix (WebShop: "search[...]")
-FREE_CLOSE = "]"  # what ends a free argument
+FREE_CLOSE = "]"  # what ends a "[...]" free argument
+
+
+class Lexicon(Protocol):
+    """Rules for a free argument's text, as a state machine over its characters. `extend` returns None when
+    the text breaks a rule; states are hashable, so the tokens allowed in a state are computed once."""
+
+    def start(self) -> Hashable: ...
+
+    def extend(self, state: Hashable, text: str) -> Hashable | None: ...
+
+    def closed(self, state: Hashable) -> bool: ...
+
+
+@dataclass(frozen=True, eq=False)
+class FreeArgument:
+    """An admissible action with a free argument: `prefix`, then text up to `close`; with a `lexicon`, the
+    text must follow it, and the lexicon says when the close has been written."""
+
+    prefix: str
+    close: str
+    lexicon: Lexicon | None = None
+
+
+def as_entry(action: str | FreeArgument) -> str | FreeArgument:
+    """An admissible entry as a string action or a FreeArgument ("search[...]" -> FreeArgument("search[", "]"))."""
+    if isinstance(action, str) and action.endswith(FREE_SUFFIX):
+        return FreeArgument(action[: -len(FREE_SUFFIX) + 1], FREE_CLOSE)
+    return action
 
 
 @dataclass
@@ -30,21 +63,21 @@ class TokenTrie:
 
     children: dict[int, TokenTrie] = field(default_factory=dict)
     end: bool = False  # an action ends here (the turn may end)
-    free: bool = False  # a free prefix ends here: a free argument follows, closed by "]"
+    free: FreeArgument | None = None  # a free prefix ends here: its argument follows
 
     def depth(self) -> int:
         """Tokens of the longest path (a free prefix counts its prefix only)."""
         return max((1 + child.depth() for child in self.children.values()), default=0)
 
     def has_free(self) -> bool:
-        return self.free or any(child.has_free() for child in self.children.values())
+        return self.free is not None or any(child.has_free() for child in self.children.values())
 
-    def add(self, ids: Sequence[int], free: bool = False) -> None:
+    def add(self, ids: Sequence[int], free: FreeArgument | None = None) -> None:
         node = self
         for token in ids:
             node = node.children.setdefault(token, TokenTrie())
-        if free:
-            node.free = True
+        if free is not None:
+            node.free = free
         else:
             node.end = True
 
@@ -52,7 +85,7 @@ class TokenTrie:
         """(node after `ids`, ids consumed): None when they leave the trie; a free node stops the walk."""
         node = self
         for used, token in enumerate(ids):
-            if node.free:
+            if node.free is not None:
                 return node, used
             node = node.children.get(token)
             if node is None:
@@ -69,14 +102,34 @@ def action_token_ids(tokenizer, action: str) -> list[int]:
     return tokenizer.encode(f" {action}", add_special_tokens=False)  # the marker merged with the action
 
 
-def action_trie(tokenizer, actions: Iterable[str]) -> TokenTrie:
+def action_trie(tokenizer, actions: Iterable[str | FreeArgument]) -> TokenTrie:
     trie = TokenTrie()
-    for action in actions:
-        if action.endswith(FREE_SUFFIX):
-            trie.add(action_token_ids(tokenizer, action[: -len(FREE_SUFFIX) + 1]), free=True)
+    for action in map(as_entry, actions):
+        if isinstance(action, FreeArgument):
+            trie.add(action_token_ids(tokenizer, action.prefix), free=action)
         else:
             trie.add(action_token_ids(tokenizer, action))
     return trie
+
+
+@functools.cache
+def token_texts(tokenizer) -> tuple[str, ...]:
+    """Each token id's text alone (a lexicon judges a token by it); "" for special tokens."""
+    return tuple(tokenizer.decode([i], skip_special_tokens=True) for i in range(len(tokenizer)))
+
+
+# lexicon -> {(tokenizer's texts, state): allowed token ids}; weak, so a lexicon's cache goes with it
+_ALLOWED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def lexicon_tokens(tokenizer, lexicon: Lexicon, state: Hashable) -> list[int]:
+    """The tokens whose text keeps the argument within `lexicon` from `state` (cached: states recur)."""
+    texts = token_texts(tokenizer)  # cached for the process: its id names the tokenizer
+    cache = _ALLOWED.setdefault(lexicon, {})
+    key = (id(texts), state)
+    if key not in cache:
+        cache[key] = [i for i, text in enumerate(texts) if text and lexicon.extend(state, text) is not None]
+    return cache[key]
 
 
 class AdmissibleActions:
@@ -94,7 +147,7 @@ class AdmissibleActions:
     def __init__(
         self,
         tokenizer,
-        actions: Sequence[Sequence[str] | None],
+        actions: Sequence[Sequence[str | FreeArgument] | None],
         prompt_width: int,
         stop_ids: Sequence[int],
         max_new_tokens: int | None = None,
@@ -106,7 +159,6 @@ class AdmissibleActions:
         self.starts: list[int | None] = [None] * len(self.tries)  # where the action's tokens begin
         self.stop_ids = list(stop_ids)
         self.newline = tokenizer.encode("\n", add_special_tokens=False)[-1]
-        self.close = tokenizer.encode(FREE_CLOSE, add_special_tokens=False)[-1]
         self.turn_end = sorted(set(stop_ids) | {self.newline})
         self.thought_budget = [self._thought_budget(trie) for trie in self.tries]
 
@@ -155,16 +207,31 @@ class AdmissibleActions:
         node, used = trie.walk(path)
         if node is None:
             return None  # a finished row (its padding)
-        if node.free:
-            return self._free_argument(path[used:], n)
+        if node.free is not None:
+            return self._free_argument(node.free, path[used:], n)
         return True, list(node.children) + (self.turn_end if node.end or not node.children else [])
 
-    def _free_argument(self, argument: list[int], n: int) -> tuple[bool, list[int]]:
-        """Any text, closed by "]" (by force at the budget's end); then only the turn's end."""
+    def _free_argument(self, free: FreeArgument, argument: list[int], n: int) -> tuple[bool, list[int]]:
+        """Text up to the close (forced at the budget's end), within the lexicon if there is one; then only
+        the turn's end."""
         text = self.tokenizer.decode(argument, skip_special_tokens=True)
-        if FREE_CLOSE in text:
+        lexicon = free.lexicon
+        state = None if lexicon is None else lexicon.extend(lexicon.start(), text)
+        closed = free.close in text if lexicon is None else state is None or lexicon.closed(state)
+        if closed:
             return True, self.turn_end
-        if self.budget is not None and n >= self.budget - 2:
-            return True, [self.close]
-        forbidden = self.turn_end + ([self.close] if not text.strip() else [])  # no empty argument
+        close_ids = self.tokenizer.encode(_unwritten(free.close, text), add_special_tokens=False)
+        if self.budget is not None and n >= self.budget - len(close_ids) - 1:
+            return True, close_ids[:1]
+        if lexicon is not None:
+            return True, lexicon_tokens(self.tokenizer, lexicon, state)
+        forbidden = self.turn_end + (close_ids[:1] if not text.strip() else [])  # no empty argument
         return False, forbidden
+
+
+def _unwritten(close: str, text: str) -> str:
+    """What of `close` is still to write after `text` (which may end with its first characters)."""
+    for written in range(len(close) - 1, 0, -1):
+        if text.endswith(close[:written]):
+            return close[written:]
+    return close

@@ -50,3 +50,19 @@ def alfworld_data(alfworld_mirror, tmp_path_factory) -> Path:
     return prepare_alfworld_data(
         tmp_path_factory.mktemp("alfworld_data"), alfworld_mirror, splits=["seen", "unseen"]
     )
+
+
+@pytest.fixture(scope="session")
+def sql_server(tmp_path_factory, intercode_mirror):
+    """One private MariaDB server with the Spider databases for the test session (InterCode-SQL tests)."""
+    from hpl.intercode.server import PrivateServer, ServerError, find_program
+
+    try:
+        find_program("mariadbd")
+    except ServerError:
+        pytest.skip("mariadb-server is not installed")
+    with PrivateServer(
+        tmp_path_factory.mktemp("sqlserver"), intercode_mirror / "ic_spider_dbs.sql"
+    ) as server:
+        yield server
+    assert not server.running

@@ -7,6 +7,8 @@ greedy and sampled, while sampling still spreads over several of them.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -149,7 +151,7 @@ def test_free_prefix_leaves_the_search_text_free(webshop_tokenizer):
     ids = webshop_tokenizer.encode("Action: search[red shoes under 30 dollars]", add_special_tokens=False)
     head = len(webshop_tokenizer.encode("Action:", add_special_tokens=False))
     node, used = trie.walk(ids[head:])
-    assert node is not None and node.free
+    assert node is not None and node.free is not None
     assert webshop_tokenizer.decode(ids[head + used :]) == "red shoes under 30 dollars]"
     assert trie.walk(webshop_tokenizer.encode(" click[x]", add_special_tokens=False))[0] is None
 
@@ -168,3 +170,89 @@ def test_an_untrained_policy_plays_webshop_without_an_invalid_action(
     assert sum(e.turns for e in episodes) >= 8
     assert all(e.invalid_actions == 0 for e in episodes), [e.actions for e in episodes]
     assert all(a.startswith(("search[", "click[")) for e in episodes for a in e.actions)
+
+
+# --- InterCode-SQL: a query's bare words, not an action list (hpl.intercode.lexicon) -------------
+@pytest.fixture(scope="module")
+def intercode(intercode_mirror, sql_server):
+    env = make_env("intercode_sql", data_dir=intercode_mirror, server=sql_server)
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def intercode_turns(intercode):
+    """(admissible actions, expert reply, observation) of every agent turn of the real expert data
+    (InterCode's logged GPT-4 runs that succeed, and gold queries elsewhere), in the order played."""
+    from hpl.intercode.expert import expert_trajectories
+
+    records, _ = expert_trajectories(intercode, replays=1)
+    turns = []
+    for record in records:
+        intercode.reset(record["id"])
+        for turn in record["conversations"][3::2]:
+            admissible = intercode.admissible_actions()
+            result = intercode.step(react.parse_action(turn["value"]))
+            turns.append((admissible, turn["value"], result.observation))
+    return records, turns
+
+
+def _query_admitted(admissible, reply: str) -> bool:
+    free = next(entry for entry in admissible if not isinstance(entry, str))
+    query = react.parse_action(reply)[len(free.prefix) :]
+    state = free.lexicon.extend(free.lexicon.start(), query)
+    return state is not None and free.lexicon.closed(state)
+
+
+def test_intercode_sql_expert_queries_pass_the_lexicon(intercode_turns):
+    """Every expert query that ran is admitted but a few (aliases used before they are declared, longer
+    than a qualifier may be); every query that named a table its database lacks is refused."""
+    _, turns = intercode_turns
+    queries = [(a, reply, obs) for a, reply, obs in turns if react.parse_action(reply).startswith("```sql")]
+    ran = [(a, reply) for a, reply, obs in queries if not obs.startswith("Error")]
+    no_table = [(a, reply) for a, reply, obs in queries if re.search(r"Table '[^']+' doesn't exist", obs)]
+    assert len(ran) >= 1500 and len(no_table) >= 100
+    refused = [reply for a, reply in ran if not _query_admitted(a, reply)]
+    assert len(refused) <= 0.02 * len(ran), refused  # measured: 19 of 1,948
+    assert not [reply for a, reply in no_table if _query_admitted(a, reply)]
+
+
+def test_intercode_sql_expert_replies_pass_token_by_token(intercode_turns):
+    """The tokenizer's path for the expert's replies (the fence, the query, the close) survives the mask."""
+    records, turns = intercode_turns
+    tokenizer = train_tokenizer(conversation_texts(records), SPEC["vocab_size"])
+    admitted = [
+        (a, reply)
+        for a, reply, _ in turns
+        if react.parse_action(reply) == "submit" or _query_admitted(a, reply)
+    ]
+    sample = admitted[:: max(1, len(admitted) // 150)]
+    assert any(react.parse_action(reply) == "submit" for _, reply in sample)
+    assert [reply for a, reply in sample if not _allowed_all_the_way(tokenizer, reply, a)] == []
+
+
+def test_an_untrained_policy_names_only_its_databases_tables(
+    tmp_path, intercode_mirror, sql_server, intercode_turns
+):
+    """Through the episode runner, sampling: every query of a random model uses the task database's words."""
+    from hpl.episodes import play
+    from hpl.policy import HFPolicy
+
+    records, _ = intercode_turns
+    build_tiny_model(records[:60], tmp_path, SPEC)
+    policy = HFPolicy(str(tmp_path), max_new_tokens=96, batch_size=4, actions="admissible")
+    make = lambda: make_env("intercode_sql", data_dir=intercode_mirror, server=sql_server, max_turns=3)  # noqa: E731
+    probe = make()
+    tasks = probe.task_ids("test")[:8]
+    lexicons = {task: probe.lexicon(probe.task(task).db) for task in tasks}
+    probe.close()
+    episodes = play(make, policy, tasks, parallel=8, temperature=1.0)
+    queries = [(e.task_id, a) for e in episodes for a in e.actions if a != "submit"]
+    assert len(queries) >= 8 and all(a.startswith("```sql") for _, a in queries)
+    for task, action in queries:
+        # the reply budget may close the fence mid-word: the words before the last one must be admissible
+        whole_words = re.sub(r"[A-Za-z0-9_]*`*\s*$", "", action[len("```sql") :])
+        lexicon = lexicons[task]
+        assert lexicon.extend(lexicon.start(), whole_words) is not None, action
+    observations = [turn["value"] for e in episodes for turn in e.conversations[4::2]]
+    assert not [o for o in observations if re.search(r"Table '[^']+' doesn't exist", o)]

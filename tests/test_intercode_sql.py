@@ -31,6 +31,7 @@ from hpl.intercode.gold_check import (
     rewrite_bare_columns,
     undetermined,
 )
+from hpl.intercode.lexicon import SqlLexicon
 from hpl.intercode.reward import _round2, iou, kendall_tau_b, score
 from hpl.intercode.sandbox import READ_ONLY_PASSWORD, Sandbox, ServerUnavailable, account_name
 from hpl.intercode.server import DumpError, PrivateServer, ServerError, find_program
@@ -60,15 +61,6 @@ needs_server = pytest.mark.skipif(not HAVE_MARIADB, reason="mariadb-server is no
 @pytest.fixture(scope="session")
 def dump(intercode_mirror: Path) -> Path:
     return intercode_mirror / "ic_spider_dbs.sql"
-
-
-@pytest.fixture(scope="session")
-def sql_server(tmp_path_factory, dump):
-    if not HAVE_MARIADB:
-        pytest.skip("mariadb-server is not installed")
-    with PrivateServer(tmp_path_factory.mktemp("sqlserver"), dump) as server:
-        yield server
-    assert not server.running
 
 
 @pytest.fixture(scope="session")
@@ -1011,3 +1003,73 @@ def test_a_hung_server_stops_the_job_naming_it(env, sql_server, world_task):
     assert time.monotonic() - began < 15.0
     assert str(sql_server.folder) in str(failure.value) and "running" in str(failure.value)
     assert not env.step("SELECT count(*) FROM city").info["invalid"]  # answers again once resumed
+
+
+# --- the query lexicon of admissible actions (hpl.intercode.lexicon) -----------------------------
+SINGER = SqlLexicon(
+    ["SELECT", "FROM", "WHERE", "JOIN", "ON", "AS", "COUNT", "ORDER", "BY", "DESC", "WITH", "AND"],
+    ["singer", "song"],
+    ["Singer_ID", "Name", "Net_Worth_Millions", "Citizenship", "Title"],
+)
+
+
+def _admits(lexicon: SqlLexicon, query: str) -> bool:
+    """Whether `query` (what follows "```sql") is a complete admissible query."""
+    state = lexicon.extend(lexicon.start(), query)
+    return state is not None and lexicon.closed(state)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        " SELECT COUNT(*) FROM singer ```",
+        " select name from SINGER where citizenship = 'Any words, even FROM country' ```",
+        " SELECT T1.Name FROM singer AS T1 JOIN song AS T2 ON T1.Singer_ID = T2.Singer_ID ```",
+        " SELECT s.Name FROM singer s ORDER BY s.Net_Worth_Millions DESC ```",  # alias before its declaration
+        " SELECT COUNT(*) AS n FROM singer WHERE Net_Worth_Millions > 10.5 ```",  # AS declares, numbers free
+        " WITH rich AS (SELECT Name FROM singer) SELECT Name FROM rich ```",  # a WITH table after FROM
+        ' SELECT Name FROM singer WHERE Name = "x" ```  ',  # spaces after the close
+    ],
+)
+def test_the_lexicon_admits_queries_on_its_database(query):
+    assert _admits(SINGER, query)
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        (" SELECT COUNT(*) FROM country ```", "a table of another database"),
+        (" SELECT COUNT(*) FROM singers ```", "not a table"),
+        (" SELECT COUNT(*) FROM Name ```", "a column where a table must be"),
+        (" SELECT Continent FROM singer ```", "an unknown column"),
+        (" SELECT hometown.Name FROM singer ```", "a long unknown qualifier"),
+        (" SELECT Name FROM singer\n```", "a line break"),
+        (" SELECT Name FROM singer ``` x", "text after the close"),
+    ],
+)
+def test_the_lexicon_refuses(query, why):
+    assert SINGER.extend(SINGER.start(), query) is None, why
+
+
+def test_the_lexicon_follows_a_query_as_it_grows():
+    state = SINGER.extend(SINGER.start(), " SELECT Na")
+    assert state is not None and not SINGER.closed(state)
+    assert SINGER.extend(state, "me FROM sing") is not None  # prefixes of known words grow
+    assert SINGER.extend(state, "tion") is None  # "Nation" is no word of the database
+    quoted = SINGER.extend(SINGER.start(), " SELECT Name FROM singer WHERE Name = 'Can")
+    assert SINGER.extend(quoted, "ada") is not None  # a string literal is free
+
+
+def test_a_schema_name_after_from_needs_its_table():
+    lexicon = SqlLexicon(["SELECT", "FROM"], ["singer"], ["Name"], {"information_schema": ["COLUMNS"]})
+    assert _admits(lexicon, " SELECT Name FROM information_schema.COLUMNS ```")
+    assert lexicon.extend(lexicon.start(), " SELECT Name FROM information_schema ```") is None
+
+
+def test_after_from_comes_a_table_or_a_subquery():
+    assert _admits(SINGER, " SELECT Name FROM (SELECT Name FROM singer) AS T1 ```")
+    assert SINGER.extend(SINGER.start(), " SELECT Name FROM 'singer'") is None
+    assert SINGER.extend(SINGER.start(), " SELECT Name FROM , singer") is None
+    lexicon = SqlLexicon(["SELECT", "FROM"], ["singer"], ["Name"], {"information_schema": ["COLUMNS"]})
+    assert lexicon.extend(lexicon.start(), " SELECT Name FROM COLUMNS") is None  # only after its schema
+    assert lexicon.extend(lexicon.start(), " SELECT Name FROM information_schema.Name") is None

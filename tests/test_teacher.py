@@ -266,20 +266,6 @@ def smollm2(tmp_path_factory):
     assert not server.running()
 
 
-@pytest.fixture(scope="module")
-def sql_server(tmp_path_factory, intercode_mirror):
-    from hpl.intercode.server import PrivateServer, ServerError, find_program
-
-    try:
-        find_program("mariadbd")
-    except ServerError:
-        pytest.skip("mariadb-server is not installed")
-    with PrivateServer(
-        tmp_path_factory.mktemp("sqlserver"), intercode_mirror / "ic_spider_dbs.sql"
-    ) as server:
-        yield server
-
-
 @pytest.fixture
 def factories(request, alfworld_data, webshop_mirror, intercode_mirror, tmp_path_factory):
     """bench -> (make_env, a few task ids)."""

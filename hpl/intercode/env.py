@@ -49,8 +49,10 @@ from typing import Any
 
 import pymysql
 
+from hpl.admissible import FreeArgument
 from hpl.envs.base import BenchmarkError, Environment, StepResult
 from hpl.intercode.actions import INVALID, NOT_UNDERSTOOD, SUBMIT, parse_sql_action
+from hpl.intercode.lexicon import CLOSE, OPEN, SqlLexicon
 from hpl.intercode.reward import REWARDS, score
 from hpl.intercode.sandbox import ERROR_PREFIX, Sandbox, ServerUnavailable
 from hpl.intercode.server import ExternalServer, PrivateServer, ServerError, make_server
@@ -84,6 +86,7 @@ INSTRUCTION = (
 
 log = logging.getLogger(__name__)
 
+INFO_SCHEMA_READ = ("TABLES", "COLUMNS")  # information_schema tables whose columns a query may name
 OBSERVATION_CHARS = 350  # ETO/IPR cut every observation at 350 characters and add "..."
 TRUNCATION_POLICIES = ("zero", "latest")
 
@@ -162,6 +165,9 @@ class InterCodeSQLEnv(Environment):
             raise
         self._gold: dict[str, list[tuple]] = {}
         self._gold_errors: dict[str, str] = {}
+        self._server_words: set[str] | None = None
+        self._info_schema: dict[str, set[str]] = {}
+        self._lexicons: dict[str, SqlLexicon] = {}
         self._clear_episode()
 
     def _open_server(self, server: Any) -> tuple[Any, bool]:
@@ -227,6 +233,32 @@ class InterCodeSQLEnv(Environment):
             "seconds": outcome.seconds,
         }
         return StepResult(self._truncate(text), 0.0, False, info)
+
+    def admissible_actions(self) -> list[str | FreeArgument]:
+        """`submit`, or a query whose bare words the task database's lexicon allows (hpl.intercode.lexicon):
+        the constraint of `generation.actions: admissible`."""
+        if self._task is None or self._done:
+            return []
+        return [SUBMIT, FreeArgument(OPEN, CLOSE, self.lexicon(self._task.db))]
+
+    def lexicon(self, db: str) -> SqlLexicon:
+        """The words a query on `db` may use: the server's SQL words, the names of `db` (as the server and
+        Spider spell them) and of information_schema (GPT-4's runs read it too); cached per database."""
+        if db not in self._lexicons:
+            if self._server_words is None:
+                self._server_words = self._on_server(self.sandbox.server_words)
+                self._info_schema = self._on_server(self.sandbox.schema_names, "information_schema")
+            schema = self._on_server(self.sandbox.schema_names, db)
+            tables, columns = set(schema), {column for names in schema.values() for column in names}
+            for task in self.tasks.values():  # the server lower-cases table names; Spider's spellings too
+                if task.db == db:
+                    tables, columns = tables | set(task.tables), columns | set(task.columns)
+            # information_schema's tables after "information_schema.", and the columns GPT-4's runs read
+            # there (not every column of it: PROCESSLIST's ID would let a model write T1.ID on any database)
+            info = {column for table in INFO_SCHEMA_READ for column in self._info_schema.get(table, ())}
+            schemas = {db: tables, "information_schema": set(self._info_schema)}
+            self._lexicons[db] = SqlLexicon(self._server_words, tables, columns | info, schemas)
+        return self._lexicons[db]
 
     def final_reward(self) -> float:
         """The episode's reward: the submitted one, or, for an episode the runner ended without a submit

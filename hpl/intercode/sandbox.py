@@ -385,6 +385,41 @@ class Sandbox:
                 ) from None
             raise
 
+    # -- the words a query may use (hpl.intercode.lexicon) ----------------------------------------------
+    def server_words(self) -> set[str]:
+        """The SQL keywords and functions the server itself knows (MariaDB >= 10.6 lists them in
+        information_schema.KEYWORDS and SQL_FUNCTIONS)."""
+        query = (
+            "SELECT WORD FROM information_schema.KEYWORDS "
+            "UNION SELECT FUNCTION FROM information_schema.SQL_FUNCTIONS"
+        )
+        try:
+            return {word for (word,) in self._admin_rows(query)}
+        except pymysql.MySQLError as err:
+            raise ServerError(
+                f"intercode_sql: admissible actions need the server's SQL keyword lists "
+                f"(information_schema.KEYWORDS and SQL_FUNCTIONS, MariaDB >= 10.6): {_error_text(err)}"
+            ) from None
+
+    def schema_names(self, db: str) -> dict[str, set[str]]:
+        """{table name: its column names} of database `db`."""
+        query = "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
+        tables: dict[str, set[str]] = {}
+        for table, column in self._admin_rows(query, (db,)):
+            tables.setdefault(table, set()).add(column)
+        return tables
+
+    def _admin_rows(self, query: str, args: tuple = ()) -> list[tuple]:
+        try:
+            with self._admin().cursor() as cursor:
+                cursor.execute(query, args)
+                return list(cursor.fetchall())
+        except pymysql.MySQLError as err:
+            self._drop_admin()
+            if _is_server_failure(err):
+                raise ServerUnavailable(f"the SQL server failed on {query!r}: {_error_text(err)}") from None
+            raise
+
     def _drop_admin(self) -> None:
         connection, self._admin_connection = self._admin_connection, None
         if connection is not None:

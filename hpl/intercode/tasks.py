@@ -112,6 +112,7 @@ class SqlTask:
     db: str
     hardness: str
     tables: tuple[str, ...]
+    columns: tuple[str, ...] = ()  # of all its tables, as Spider spells them
 
     @property
     def gold_valid(self) -> bool:
@@ -144,6 +145,9 @@ def load_tasks(data_dir: str | os.PathLike) -> list[SqlTask]:
                     db=record["db"],
                     hardness=record["hardness"],
                     tables=tuple(record.get("db_tables", {})),
+                    columns=tuple(
+                        dict.fromkeys(c for cs in record.get("db_tables", {}).values() for c in cs)
+                    ),
                 )
             )
         except KeyError as err:

@@ -1,0 +1,169 @@
+"""The words an InterCode-SQL query may use under `generation.actions: admissible` (a protocol variant).
+
+ALFWorld and WebShop list their valid actions; a query has no such list, but its bare words do. Every word
+outside a string literal must be one of:
+- an SQL keyword or function the server knows (MariaDB's own information_schema.KEYWORDS, SQL_FUNCTIONS);
+- a table or column name of the task's database or of information_schema; after FROM and JOIN, a table
+  name only (or a schema name followed by "." and a table);
+- an alias: T1..T9 as Spider writes them, a name declared after AS or WITH or right after a table name
+  (`FROM singer s`), or a word of up to 3 characters followed by "." (`s.Name` before `s` is declared);
+- a number.
+String literals and punctuation stay free; other characters may appear inside string literals only. So
+the constrained model still writes the whole query, but cannot name a table of another database, which is
+the tiny model's measured failure (docs/performance.md, learning curve). Of the expert data's queries that
+run, 1.0% (19 of 1,948) use what these rules refuse: an alias of 4 or more characters before its
+declaration, a subquery's alias without AS, mixed-case names ("petType").
+Words are matched as the server or Spider spells them, or in lower, upper or capitalized case.
+
+`SqlLexicon` is the `hpl.admissible.Lexicon` of one database: a state machine over the query's characters,
+from after "```sql" to the closing "```".
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+OPEN = "```sql"  # the fence and language tag of the expert's actions ("Action: ```sql SELECT ... ```")
+CLOSE = "```"
+WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_")
+QUOTES = "'\""
+ALIASES = tuple(f"T{i}" for i in range(1, 10))  # Spider's aliases, often used before their AS
+QUALIFIER_CHARS = 3  # a short unknown word before "." is an alias used before it is declared (`c.Name`)
+PUNCTUATION = frozenset(" \t.,;()*=<>!+-/%|&^~?@:[]{}\\")  # what may stand between words
+TABLE_POSITION = ("from", "join")  # the word after these must be a known name
+DECLARING = ("as", "with")  # the word after these may be a new name
+
+
+@dataclass(frozen=True)
+class QueryState:
+    """Where a query's text stands, as far as the word rules care."""
+
+    quote: str = ""  # the open string literal's quote character ("" outside one)
+    word: str = ""  # the bare word being written (as written)
+    previous: str = ""  # the last finished word, lowercased
+    aliases: frozenset[str] = frozenset()  # names declared so far, in their spellings (`_spellings`)
+    ticks: int = 0  # backticks of the closing fence written
+    schema: str = ""  # after FROM/JOIN, the schema just named ("information_schema."): its table follows
+
+
+class SqlLexicon:
+    """The bare words allowed in a query on one database. A word is spelled as the server or the schema
+    spells it, or in lower or upper case, or capitalized: the server ignores the case (`lower_case_table_names=1`), but
+    a model that mixes cases ("DEpARTmeNTS") has left the spellings it was trained on."""
+
+    def __init__(
+        self,
+        keywords: Iterable[str],
+        tables: Iterable[str],
+        columns: Iterable[str],
+        schemas: dict[str, Iterable[str]] | None = None,
+    ) -> None:
+        self.tables = _spellings(tables)  # the words allowed after FROM and JOIN ...
+        self.schemas = _spellings(schemas or {})  # ... and these, followed by "." and one of their tables
+        self.schema_tables = {name.lower(): _spellings(names) for name, names in (schemas or {}).items()}
+        self.schema_prefixes = {name: _prefixes(names) for name, names in self.schema_tables.items()}
+        self.table_names = frozenset(w.lower() for w in tables)  # an alias may follow one
+        self.words = (
+            _spellings(keywords) | self.tables | _spellings(columns) | self.schemas | _spellings(ALIASES)
+        )
+        self.prefixes = _prefixes(self.words)
+        self.table_prefixes = _prefixes(self.tables | self.schemas)
+
+    def start(self) -> QueryState:
+        return QueryState()
+
+    def closed(self, state: QueryState) -> bool:
+        return state.ticks == len(CLOSE)
+
+    def extend(self, state: QueryState | None, text: str) -> QueryState | None:
+        """The state after `text`, or None if it breaks a rule (an unknown word, a line break, text after
+        the closing fence)."""
+        for char in text:
+            if state is None:
+                return None
+            state = self._step(state, char)
+        return state
+
+    def _step(self, state: QueryState, char: str) -> QueryState | None:
+        if state.ticks:  # in the closing fence: the rest of it, then nothing but spaces
+            if char == "`" and not self.closed(state):
+                return replace(state, ticks=state.ticks + 1)
+            return state if self.closed(state) and char in " \t" else None
+        if char == "\n":
+            return None  # the action is one line
+        if state.quote:
+            return replace(state, quote="") if char == state.quote else state
+        if char in WORD_CHARS:
+            word = state.word + char
+            return replace(state, word=word) if self._may_grow(word, state) else None
+        if state.schema and not state.word:
+            return None  # "information_schema." is followed by its table at once
+        finished = self._finish_word(state, char)
+        if finished is None:
+            return None
+        if state.word and finished.previous in TABLE_POSITION:
+            return finished  # a schema name, and `char` is its "."
+        state = finished
+        if char in " \t":
+            return state
+        if state.previous in TABLE_POSITION and char != "(":
+            return None  # after FROM and JOIN: a table or a subquery
+        if char not in PUNCTUATION and char not in QUOTES and char != "`":
+            return None  # outside a string literal: ASCII words, numbers and punctuation only
+        state = replace(state, previous="")  # an alias follows its table after spaces only
+        if char == "`":
+            return replace(state, ticks=1)
+        if char in QUOTES:
+            return replace(state, quote=char)
+        return state
+
+    def _declares(self, state: QueryState) -> bool:
+        """Whether the next word may be a new name: after AS or WITH (a common table expression), or right
+        after a table name (an alias without AS: `FROM singer s`). Not after ")": that closes a function
+        call as often as a subquery, and a model would name anything after `avg(x)`."""
+        return state.previous in DECLARING or state.previous in self.table_names
+
+    def _free(self, word: str, state: QueryState) -> bool:
+        """Numbers, and a name being declared, are not checked (a table position is, before this)."""
+        return word[0].isdigit() or self._declares(state)
+
+    def _may_qualify(self, word: str, state: QueryState) -> bool:
+        """Whether `word` may be an alias used before its declaration (it must then be followed by ".")."""
+        return len(word) <= QUALIFIER_CHARS and state.previous not in TABLE_POSITION
+
+    def _may_grow(self, word: str, state: QueryState) -> bool:
+        declared = any(alias.startswith(word) for alias in state.aliases)
+        if state.schema:
+            return word in self.schema_prefixes[state.schema]
+        if state.previous in TABLE_POSITION:  # a table, or a name declared earlier (WITH's tables)
+            return word in self.table_prefixes or declared
+        return self._free(word, state) or word in self.prefixes or declared or self._may_qualify(word, state)
+
+    def _finish_word(self, state: QueryState, char: str) -> QueryState | None:
+        word = state.word
+        if not word:
+            return state
+        if state.schema:
+            known_table = word in self.schema_tables[state.schema]
+            return QueryState(previous=word.lower(), aliases=state.aliases) if known_table else None
+        if state.previous in TABLE_POSITION and word not in self.tables | state.aliases:
+            named = word in self.schemas and char == "."  # "information_schema." is followed by its table
+            return replace(state, word="", schema=word.lower()) if named else None
+        known = word in self.words or word in state.aliases
+        qualifier = char == "." and self._may_qualify(word, state)
+        if not (known or qualifier or self._free(word, state)):
+            return None
+        declared = self._declares(state) and not known and not word[0].isdigit()
+        aliases = state.aliases | _spellings([word]) if declared else state.aliases
+        return QueryState(previous=word.lower(), aliases=aliases)
+
+
+def _spellings(words: Iterable[str]) -> frozenset[str]:
+    """Each word as written, in lower case, in upper case and capitalized ("Count", "Teacher_id")."""
+    return frozenset(form for w in words for form in (w, w.lower(), w.upper(), w.capitalize()))
+
+
+def _prefixes(words: Iterable[str]) -> frozenset[str]:
+    return frozenset(w[:i] for w in words for i in range(1, len(w) + 1))
