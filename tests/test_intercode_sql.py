@@ -1073,3 +1073,15 @@ def test_after_from_comes_a_table_or_a_subquery():
     lexicon = SqlLexicon(["SELECT", "FROM"], ["singer"], ["Name"], {"information_schema": ["COLUMNS"]})
     assert lexicon.extend(lexicon.start(), " SELECT Name FROM COLUMNS") is None  # only after its schema
     assert lexicon.extend(lexicon.start(), " SELECT Name FROM information_schema.Name") is None
+
+
+def test_a_server_without_keyword_lists_is_named(env, monkeypatch):
+    """Admissible queries need the server's keyword lists; a server without them (MySQL, MariaDB < 10.6)
+    stops the job with a message that names them."""
+
+    def refuse(query, args=()):
+        raise pymysql.err.ProgrammingError(1109, "Unknown table 'KEYWORDS' in information_schema")
+
+    monkeypatch.setattr(env.sandbox, "_admin_rows", refuse)
+    with pytest.raises(ServerError, match="information_schema.KEYWORDS and SQL_FUNCTIONS"):
+        env.sandbox.server_words()
