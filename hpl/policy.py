@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from hpl.admissible import AdmissibleActions
+from hpl.admissible import AdmissibleActions, token_texts
 from hpl.context import generation_rule, prompt_ids
 from hpl.models import load_model, stop_token_ids
 from hpl.prefix_cache import PrefixStore, decode
@@ -107,11 +107,11 @@ class ActionLineStop:
 
         # a reply can only complete its action line with a token holding "\n" (a single byte, never part of
         # another character), so only those rows are decoded in full: not every row at every step
-        last = self.tokenizer.batch_decode(input_ids[:, -1:], skip_special_tokens=True)
+        texts = token_texts(self.tokenizer)
         done = [
-            "\n" in tail
+            "\n" in texts[last]
             and _has_action_line(self.tokenizer.decode(row[self.width :], skip_special_tokens=True))
-            for row, tail in zip(input_ids, last)
+            for row, last in zip(input_ids, input_ids[:, -1].tolist())
         ]
         return torch.tensor(done, device=input_ids.device)
 

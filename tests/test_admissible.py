@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hpl import react
-from hpl.admissible import AdmissibleActions, action_trie
+from hpl.admissible import AdmissibleActions, action_trie, lexicon_admits
 from hpl.chat import generation_prompt
 from hpl.envs import make_env
 from hpl.models import build_tiny_model, conversation_texts, stop_token_ids, train_tokenizer
@@ -199,9 +199,7 @@ def intercode_turns(intercode):
 
 def _query_admitted(admissible, reply: str) -> bool:
     free = next(entry for entry in admissible if not isinstance(entry, str))
-    query = react.parse_action(reply)[len(free.prefix) :]
-    state = free.lexicon.extend(free.lexicon.start(), query)
-    return state is not None and free.lexicon.closed(state)
+    return lexicon_admits(free.lexicon, react.parse_action(reply)[len(free.prefix) :])
 
 
 def test_intercode_sql_expert_queries_pass_the_lexicon(intercode_turns):

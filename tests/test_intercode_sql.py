@@ -21,6 +21,7 @@ import pymysql
 import pytest
 
 from hpl import episodes, react
+from hpl.admissible import lexicon_admits
 from hpl.benchmarks import BENCHMARKS
 from hpl.envs.base import BenchmarkError, make_env
 from hpl.intercode.actions import NOT_UNDERSTOOD, format_sql_action, normalize_reply, parse_sql_action
@@ -200,7 +201,9 @@ def test_statement_check_allows_reads(sql):
 @pytest.mark.parametrize("sql", ["SELECT 1 -- x\n; DROP TABLE city", "SELECT 1 # x\n; DROP TABLE city"])
 def test_comment_hidden_statements_are_still_counted(sql):
     """A line comment ends at the newline: what follows is a second statement, and the check refuses it."""
-    assert [s.text for s in split_statements(sql)][1] == "DROP TABLE city" and "DROP" in read_only_violation(sql)
+    assert [s.text for s in split_statements(sql)][1] == "DROP TABLE city" and "DROP" in read_only_violation(
+        sql
+    )
 
 
 def test_executable_comments_are_statements_not_comments():
@@ -1013,12 +1016,6 @@ SINGER = SqlLexicon(
 )
 
 
-def _admits(lexicon: SqlLexicon, query: str) -> bool:
-    """Whether `query` (what follows "```sql") is a complete admissible query."""
-    state = lexicon.extend(lexicon.start(), query)
-    return state is not None and lexicon.closed(state)
-
-
 @pytest.mark.parametrize(
     "query",
     [
@@ -1032,7 +1029,7 @@ def _admits(lexicon: SqlLexicon, query: str) -> bool:
     ],
 )
 def test_the_lexicon_admits_queries_on_its_database(query):
-    assert _admits(SINGER, query)
+    assert lexicon_admits(SINGER, query)
 
 
 @pytest.mark.parametrize(
@@ -1062,12 +1059,12 @@ def test_the_lexicon_follows_a_query_as_it_grows():
 
 def test_a_schema_name_after_from_needs_its_table():
     lexicon = SqlLexicon(["SELECT", "FROM"], ["singer"], ["Name"], {"information_schema": ["COLUMNS"]})
-    assert _admits(lexicon, " SELECT Name FROM information_schema.COLUMNS ```")
+    assert lexicon_admits(lexicon, " SELECT Name FROM information_schema.COLUMNS ```")
     assert lexicon.extend(lexicon.start(), " SELECT Name FROM information_schema ```") is None
 
 
 def test_after_from_comes_a_table_or_a_subquery():
-    assert _admits(SINGER, " SELECT Name FROM (SELECT Name FROM singer) AS T1 ```")
+    assert lexicon_admits(SINGER, " SELECT Name FROM (SELECT Name FROM singer) AS T1 ```")
     assert SINGER.extend(SINGER.start(), " SELECT Name FROM 'singer'") is None
     assert SINGER.extend(SINGER.start(), " SELECT Name FROM , singer") is None
     lexicon = SqlLexicon(["SELECT", "FROM"], ["singer"], ["Name"], {"information_schema": ["COLUMNS"]})
