@@ -1072,6 +1072,47 @@ def test_after_from_comes_a_table_or_a_subquery():
     assert lexicon.extend(lexicon.start(), " SELECT Name FROM information_schema.Name") is None
 
 
+MALFORMED = [  # the tiny model's kinds of syntax errors (docs/performance.md), on concert_singer
+    "SELECT Name FROM singer ORDER BY Name) DESC",  # a parenthesis never opened
+    "SELECT COUNT(*) FROM singer WHERE (Age > 30",  # one never closed
+    "SELECT Name FROM singer FROM concert",  # a clause twice in one block
+    "SELECT Name FROM singer ORDER BY Age WHERE Age > 30",  # clauses out of order
+    "SELECT Name FROM singer WHERE",  # a clause without its operand
+    "SELECT Name FROM singer WHERE Age >",
+    "SELECT Name FROM singer GROUP BY",
+    "SELECT Name, FROM singer,",
+]
+WELL_FORMED = [
+    "SELECT Name FROM singer WHERE Singer_ID IN (SELECT Singer_ID FROM singer_in_concert) ORDER BY Age DESC",
+    "SELECT Name FROM singer WHERE Age > 30 UNION SELECT Name FROM singer WHERE Age < 20",
+    "SELECT Country, COUNT(*) FROM singer GROUP BY Country HAVING COUNT(*) > 1 ORDER BY COUNT(*) DESC LIMIT 1",
+    "SELECT T1.Name FROM singer AS T1 JOIN singer_in_concert AS T2 ON T1.Singer_ID = T2.Singer_ID",
+    "SELECT Name FROM (SELECT Name, Age FROM singer ORDER BY Age LIMIT 3) AS T1 WHERE Age > 20",
+]
+
+
+@pytest.mark.parametrize("query", MALFORMED)
+def test_the_lexicon_refuses_a_query_the_server_cannot_parse(env, query):
+    """A query the lexicon refuses for its structure (parentheses, clause order, a dangling end) is one the
+    real server answers with a syntax error: the rule only saves a turn the query would have wasted."""
+    outcome = env.sandbox.run("concert_singer", query)
+    assert not outcome.ok and "error in your SQL syntax" in outcome.error, outcome.error
+    assert not lexicon_admits(env.lexicon("concert_singer"), f" {query} ```")
+
+
+@pytest.mark.parametrize("query", WELL_FORMED)
+def test_the_lexicon_admits_subqueries_unions_and_every_clause(env, query):
+    assert env.sandbox.run("concert_singer", query).ok
+    assert lexicon_admits(env.lexicon("concert_singer"), f" {query} ```")
+
+
+def test_a_query_closes_only_when_whole():
+    state = SINGER.extend(SINGER.start(), " SELECT Name FROM singer WHERE Name = ")
+    assert SINGER.extend(state, "```") is None  # "= " wants its operand first
+    assert lexicon_admits(SINGER, " SELECT Name FROM singer WHERE Name = 'x' ```")
+    assert SINGER.extend(SINGER.start(), " ```") is None  # an empty query
+
+
 def test_a_server_without_keyword_lists_is_named(env, monkeypatch):
     """Admissible queries need the server's keyword lists; a server without them (MySQL, MariaDB < 10.6)
     stops the job with a message that names them."""
