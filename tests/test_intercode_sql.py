@@ -1081,6 +1081,8 @@ MALFORMED = [  # the tiny model's kinds of syntax errors (docs/performance.md), 
     "SELECT Name FROM singer WHERE Age >",
     "SELECT Name FROM singer GROUP BY",
     "SELECT Name, FROM singer,",
+    "SELECT Name FROM singer WHERE Name = Joe'",  # a literal opened inside a word
+    "SELECT Name FROM singer s' ORDER BY Name",
 ]
 WELL_FORMED = [
     "SELECT Name FROM singer WHERE Singer_ID IN (SELECT Singer_ID FROM singer_in_concert) ORDER BY Age DESC",
