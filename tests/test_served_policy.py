@@ -103,7 +103,9 @@ def test_refusals_name_the_setting(smollm2, trained):  # noqa: F811
     with pytest.raises(ValueError, match="generation.actions: free"):
         with served_policy(smollm2, {**SERVED, "actions": "admissible"}):
             pass
-    with pytest.raises(ServedModelError, match="serves checkpoint folders; HuggingFaceTB/SmolLM2-135M is none"):
+    with pytest.raises(
+        ServedModelError, match="serves checkpoint folders; HuggingFaceTB/SmolLM2-135M is none"
+    ):
         with served_policy("HuggingFaceTB/SmolLM2-135M", SERVED):
             pass
     with pytest.raises(ValueError, match="generation.server must be one of"):
