@@ -1,8 +1,8 @@
 """Where a batched decode step's time goes: `hpl.prefix_cache.decode` per step (free and admissible), a
 bare Hugging Face forward with a DynamicCache, and attention alone at a long context.
 
-The model has the embedded tiny shape (`config/config.yaml`, model_specs.tiny) with random weights: only
-the shapes matter for time. Prompts are synthetic ALFWorld-like text; every row decodes to the budget.
+The model is the embedded tiny model as the pipeline builds it (`config/config.yaml`, model_specs.tiny),
+untrained: only the shapes matter for time. Prompts are synthetic ALFWorld-like text; every row decodes to the budget.
 
     python benchmarks/bench_decode_step.py --rows 16 --prompt 1000 --context 4000 --threads 1
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import yaml  # noqa: E402
 
 from hpl.admissible import AdmissibleActions  # noqa: E402
 from hpl.mirror import PROJECT_ROOT  # noqa: E402
-from hpl.models import stop_token_ids, train_tokenizer  # noqa: E402
+from hpl.models import build_tiny_model, stop_token_ids  # noqa: E402
 from hpl.policy import ActionLineStop  # noqa: E402
 from hpl.prefix_cache import decode  # noqa: E402
 
@@ -32,20 +33,11 @@ ACTIONS = [f"go to {o} {i}" for o in OBJECTS for i in range(1, 6)] + [
 ]
 
 
-def tiny_model(vocab: int):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
+def tiny_model(texts: list[str], folder: Path):
+    """The embedded tiny model (`hpl.models.build_tiny_model`, config's model_specs.tiny) on `texts`."""
     spec = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())["model_specs"]["tiny"]
-    config = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=spec["hidden_size"],
-        intermediate_size=spec["intermediate_size"],
-        num_hidden_layers=spec["num_layers"],
-        num_attention_heads=spec["num_heads"],
-        num_key_value_heads=spec["num_heads"],
-        max_position_embeddings=8192,
-    )
-    return Qwen2ForCausalLM(config).eval(), config
+    records = [{"conversations": [{"from": "human", "value": t}, {"from": "gpt", "value": t}]} for t in texts]
+    return build_tiny_model(records, folder, {**spec, "max_positions": 8192})
 
 
 def milliseconds(run, repeat: int = 1) -> float:
@@ -70,8 +62,9 @@ def main() -> None:
         " ".join(rng.choice(ACTIONS) for _ in range(args.prompt // 4)) + "\nAction: go to shelf 1\n"
         for _ in range(200)
     ]
-    tokenizer = train_tokenizer(texts, 2048)
-    model, config = tiny_model(len(tokenizer))
+    model, tokenizer = tiny_model(texts, Path(tempfile.mkdtemp(prefix="hpl-bench-decode-")))
+    model.eval()
+    config = model.config
     rows = [
         (None, 0, tokenizer.encode(texts[i], add_special_tokens=False)[: args.prompt])
         for i in range(args.rows)

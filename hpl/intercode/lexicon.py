@@ -15,9 +15,9 @@ as reading left to right allows, since the tiny model's next failure is syntax e
 (SELECT ... LIMIT) come once each and in order, parentheses balance, a quote cannot open a literal right
 after a word (`FROM student_enrolment li'`: 33 of the 34 syntax errors left by the other rules), and the
 closing fence cannot follow a word or character that needs an operand (every such query is a syntax
-error on MariaDB; tested). Of the expert data's queries that
-run, 1.0% (19 of 1,948) use what these rules refuse: an alias of 4 or more characters before its
-declaration, a subquery's alias without AS, mixed-case names ("petType").
+error on MariaDB; tested). Of the expert data's queries that run, 1.0% (19 of 1,948) use what these
+rules refuse: an alias of 4 or more characters before its declaration, a subquery's alias without AS,
+mixed-case names ("petType").
 Words are matched as the server or Spider spells them, or in lower, upper or capitalized case.
 
 `SqlLexicon` is the `hpl.admissible.Lexicon` of one database: a state machine over the query's characters,
