@@ -105,6 +105,14 @@ class GenerationSettings:
         return {**asdict(self), **runtime(config, "generation")}
 
 
+def explored_tasks(config: dict, bench: str) -> int | None:
+    """How many training tasks pi_ref explores on this benchmark: its own `explore_tasks` where set (not
+    null), else `exploration.tasks` (null = every task with expert data). It sets how many trajectory,
+    step and group pairs DPO gets; docs/performance.md measures WebShop at 24 and 200."""
+    own = (config.get(bench) or {}).get("explore_tasks")
+    return own if own is not None else config["exploration"]["tasks"]
+
+
 @dataclass(frozen=True)
 class RolloutSettings:
     """Monte Carlo rollouts from expert states (IPR's step level, HPL's group level)."""
@@ -115,9 +123,11 @@ class RolloutSettings:
     step_positions: int | None
 
     @classmethod
-    def from_config(cls, config: dict) -> RolloutSettings:
+    def from_config(cls, config: dict, bench: str) -> RolloutSettings:
         ex = config["exploration"]
-        return cls(ex["tasks"], ex["mc_rollouts"], ex["mc_temperature"], ex.get("step_positions"))
+        return cls(
+            explored_tasks(config, bench), ex["mc_rollouts"], ex["mc_temperature"], ex.get("step_positions")
+        )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from hpl.settings import (
     GenerationSettings,
     NegativeSettings,
     RolloutSettings,
+    explored_tasks,
     params,
 )
 from hpl.expert_import import check_import_config

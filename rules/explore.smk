@@ -24,7 +24,7 @@ rule explore:
         runtime=lambda wc, attempt: 240 * attempt,
     params:
         episodes=settings_of(EpisodeSettings),
-        tasks=config["exploration"]["tasks"],
+        tasks=lambda wc: explored_tasks(config, wc.bench),
         samples=1,
         temperature=config["exploration"]["temperature"],
         generation=generation_settings,
@@ -47,7 +47,7 @@ use rule explore as rft_samples with:
         "results/benchmarks/{bench}/{model}/explore/rft_samples.tsv"
     params:
         episodes=settings_of(EpisodeSettings),
-        tasks=config["exploration"]["tasks"],
+        tasks=lambda wc: explored_tasks(config, wc.bench),
         samples=config["exploration"]["rft_samples"],
         temperature=config["exploration"]["rft_temperature"],
         generation=generation_settings,
@@ -83,7 +83,7 @@ rule step_rollouts:
         runtime=lambda wc, attempt: 480 * attempt,
     params:
         episodes=settings_of(EpisodeSettings),
-        rollouts=params(RolloutSettings.from_config(config)),
+        rollouts=settings_of(RolloutSettings),
         generation=generation_settings,
         code=code("step_rollouts.py"),
     script:

@@ -23,7 +23,7 @@ rule segment:
     params:
         spec=lambda wc: config["segmenters"][wc.segmenter],
         llm=segmenter_llm,
-        tasks=(config["exploration"]["tasks"], config["groups"]["tasks"]),
+        tasks=lambda wc: (explored_tasks(config, wc.bench), config["groups"]["tasks"]),
         max_length=lambda wc: (
             config["training"]["dpo"]["max_length"]
             if segmenter_kind(wc) == "uncertainty"
@@ -58,7 +58,7 @@ rule groups:
     params:
         episodes=settings_of(EpisodeSettings),
         negatives=params(NegativeSettings.from_config(config)),
-        rollouts=params(RolloutSettings.from_config(config)),
+        rollouts=settings_of(RolloutSettings),
         generation=generation_settings,
         code=code("group_rollouts.py"),
     script:

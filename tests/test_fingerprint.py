@@ -16,6 +16,7 @@ from hpl.settings import (
     GenerationSettings,
     NegativeSettings,
     RolloutSettings,
+    explored_tasks,
     params,
     runtime,
 )
@@ -138,7 +139,7 @@ def _all_params(config: dict) -> dict:
             "episodes": params(EpisodeSettings.from_config(config, bench)),
             "expert": params(ExpertSettings.from_config(config, bench)),
             "generation": params(GenerationSettings.from_config(config, bench)),
-            "rollouts": params(RolloutSettings.from_config(config)),
+            "rollouts": params(RolloutSettings.from_config(config, bench)),
             "negatives": params(NegativeSettings.from_config(config)),
         }
         for bench in BENCHMARKS
@@ -183,3 +184,16 @@ def test_result_settings_hold_what_changes_a_result():
     rebuilt = ExpertSettings(**params(expert))
     assert rebuilt == expert and rebuilt.section(config, "intercode_sql")["split"] == "paper"
     assert rebuilt.section(config, "intercode_sql")["server"] == config["intercode_sql"]["server"]
+
+
+def test_a_benchmarks_explore_tasks_override_the_shared_count_for_it_alone():
+    config = _config()
+    config["exploration"]["tasks"] = 24
+    assert all(explored_tasks(config, bench) == 24 for bench in BENCHMARKS)  # explore_tasks unset: shared
+    before = _all_params(config)
+    config["webshop"]["explore_tasks"] = 200
+    after = _all_params(config)
+    assert RolloutSettings(**after["webshop"]["rollouts"]).tasks == explored_tasks(config, "webshop") == 200
+    assert all(after[b] == before[b] for b in BENCHMARKS if b != "webshop")
+    config["webshop"]["explore_tasks"] = None  # null: exploration.tasks again
+    assert _all_params(config) == before

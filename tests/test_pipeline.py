@@ -283,6 +283,14 @@ def test_a_dpo_learning_rate_reruns_only_preference_training(run):
             assert wc["method"].split(".phase")[0] in trained, f"evaluation of {wc['method']} reran"
 
 
+def test_a_benchmarks_explore_tasks_rerun_exploration_and_what_it_feeds(run):
+    # alfworld.explore_tasks overrides exploration.tasks for ALFWorld: pi_ref (SFT) and the expert data stay
+    out = snakemake(run, "-n", override={"alfworld": {"explore_tasks": 5}}).stdout
+    rules = {rule for rule, _ in _planned(out)}
+    assert {"explore", "rft_samples", "step_rollouts", "segment", "groups", "dpo", "hpl"} <= rules
+    assert not rules & {"expert", "tiny_model", "sft"}, rules
+
+
 def test_a_code_edit_reruns_the_jobs_that_import_it(run, tmp_path, alfworld_mirror):
     # hpl/pairs.py builds the rollout states and the pairs: those jobs and what they feed, nothing upstream
     jobs = _planned(_dry_run_with_a_line_added(run, tmp_path / "pairs", alfworld_mirror, "hpl/pairs.py"))
