@@ -18,28 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hpl.context import read_rule  # noqa: E402
-from hpl.dpo import collate, load_examples, side_logps  # noqa: E402
+from hpl.chat import IGNORE_INDEX  # noqa: E402
+from hpl.dpo import load_examples, precompute_reference, reference_rule  # noqa: E402
 from hpl.io import read_jsonl  # noqa: E402
 from hpl.models import load_model  # noqa: E402
 
 
-def logps(model_path: str, pairs: dict[str, list[dict]], window: int, batch_size: int = 4):
-    """(chosen, rejected) summed log-probs per pair under one model, and the label-token counts."""
-    import torch
-
-    model, tokenizer = load_model(model_path)
-    model.eval()
-    examples = load_examples(tokenizer, pairs, window)
-    chosen, rejected, tokens = [], [], []
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start : start + batch_size]
-            sums, counts = side_logps(model, collate(chunk, tokenizer.pad_token_id))
-            chosen += sums[: len(chunk)].tolist()
-            rejected += sums[len(chunk) :].tolist()
-            tokens += counts[: len(chunk)].tolist()
-    return chosen, rejected, tokens
+def side_logps(model, examples, pad_id: int) -> tuple[list[float], list[float]]:
+    """(chosen, rejected) summed log-probs per pair under one model: the DPO job's own reference pass."""
+    precompute_reference(model, examples, pad_id, batch_size=4)
+    return [e.ref_chosen for e in examples], [e.ref_rejected for e in examples]
 
 
 def main() -> None:
@@ -54,9 +42,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     pairs = {spec.split("=", 1)[0]: read_jsonl(spec.split("=", 1)[1]) for spec in args.pairs}
-    window = read_rule(args.ref).window
-    ref_c, ref_r, tokens = logps(args.ref, pairs, window)
-    new_c, new_r, _ = logps(args.model, pairs, window)
+    # encoded once, with pi_ref's tokenizer and window (the trained model keeps both: hpl.dpo.train_dpo)
+    ref_model, tokenizer = load_model(args.ref)
+    examples = load_examples(tokenizer, pairs, reference_rule(args.ref, {}).window)
+    tokens = [sum(t != IGNORE_INDEX for w in e.chosen for t in w.labels) for e in examples]
+    ref_c, ref_r = side_logps(ref_model, examples, tokenizer.pad_token_id)
+    new_c, new_r = side_logps(load_model(args.model)[0], examples, tokenizer.pad_token_id)
     mean = statistics.mean
     n = len(ref_c)
     print(f"{n} pairs, {mean(tokens):.0f} chosen label tokens on average")
