@@ -73,10 +73,21 @@ def main() -> None:
     stops = stop_token_ids(tokenizer)
 
     def generate(steps: int, constrained: bool):
-        processors = [AdmissibleActions(tokenizer, admissible, 0, stops, steps)] if constrained else []
+        def processors():  # per row, fresh for each call (the constraint keeps each row's state)
+            return [
+                [AdmissibleActions(tokenizer, [actions], 0, stops, steps)] if constrained else []
+                for actions in admissible
+            ]
+
         stop = ActionLineStop(tokenizer, 0)
         return lambda: decode(
-            model, rows, max_new_tokens=steps, pad_id=0, stop_ids=stops, processors=processors, stop_when=stop
+            model,
+            rows,
+            max_new_tokens=steps,
+            pad_id=0,
+            stop_ids=stops,
+            processors=processors(),
+            stop_when=stop,
         )
 
     print(f"{args.rows} rows, {args.prompt}-token prompts, {args.threads} thread(s)")

@@ -105,6 +105,12 @@ def main() -> None:
     parser.add_argument("--prefix", type=int, default=2, help="walkthrough actions before the state")
     parser.add_argument("--lanes", type=int, default=16)
     parser.add_argument(
+        "--lookahead",
+        type=int,
+        default=2,
+        help="prompt-lookup draft tokens of the last path (generation.lookahead)",
+    )
+    parser.add_argument(
         "--actions",
         choices=["free", "admissible"],
         default="admissible",
@@ -119,14 +125,21 @@ def main() -> None:
     states = states_for(fast, tasks, args.prefix)
     max_turns = args.prefix + args.steps
 
-    def policy(reuse: bool) -> HFPolicy:  # the reply budget and window recorded with the model
+    def policy(reuse: bool, lookahead: int = 0) -> HFPolicy:  # the reply budget and window of the model
         return HFPolicy(
-            args.model, max_new_tokens=None, batch_size=args.lanes, actions=args.actions, prefix_cache=reuse
+            args.model,
+            max_new_tokens=None,
+            batch_size=args.lanes,
+            actions=args.actions,
+            prefix_cache=reuse,
+            lookahead=lookahead,
         )
 
-    def ours(reuse: bool) -> tuple[int, float]:
+    def ours(reuse: bool, lookahead: int = 0) -> tuple[int, float]:
         make_env = lambda: AlfworldEnv(data_dir, max_turns=max_turns, cache_dir=cache)  # noqa: E731
-        return measure(make_env, policy(reuse), states, args.rollouts, args.steps, args.lanes, False)
+        return measure(
+            make_env, policy(reuse, lookahead), states, args.rollouts, args.steps, args.lanes, False
+        )
 
     runs = [
         (
@@ -143,6 +156,7 @@ def main() -> None:
         ),
         (f"hpl.rollouts (restore, {args.lanes} lanes, re-encoding)", ours(False)),
         (f"hpl.rollouts + prefix cache ({args.lanes} lanes)", ours(True)),
+        (f"... + prompt lookup ({args.lookahead} draft tokens)", ours(True, args.lookahead)),
     ]
     print(
         f"{args.states} states x {args.rollouts} rollouts, {args.steps} actions each, {args.actions} actions, "
@@ -152,9 +166,8 @@ def main() -> None:
     for name, (count, seconds) in runs:
         rates.append(60 * count / seconds)
         print(f"{name:55s} {count:4d} rollouts in {seconds:7.1f} s = {rates[-1]:7.1f} rollouts/min")
-    print(
-        f"prefix cache: {rates[2] / rates[0]:.1f}x naive, {rates[2] / rates[1]:.1f}x re-encoding hpl.rollouts"
-    )
+    for name, rate in [("prefix cache", rates[2]), ("prefix cache + prompt lookup", rates[3])]:
+        print(f"{name}: {rate / rates[0]:.1f}x naive, {rate / rates[1]:.1f}x re-encoding hpl.rollouts")
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ class HFPolicy:
         seed: int = 0,
         actions: str = "free",
         prefix_cache: bool = True,
+        lookahead: int = 0,
     ) -> None:
         import torch
 
@@ -155,6 +156,7 @@ class HFPolicy:
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         # keys and values of each live conversation's encoded tokens (hpl.prefix_cache); None: re-encode
         self.prefixes = PrefixStore(recent=batch_size) if prefix_cache else None
+        self.lookahead = lookahead  # draft tokens per forward on the prefix-cache path (prompt lookup)
 
     def act(
         self,
@@ -240,15 +242,21 @@ class HFPolicy:
     ) -> list[str]:
         """Greedy or keyed replies that encode only what each conversation has not encoded yet."""
         rows = [(*self.prefixes.lookup(name, prompt), prompt) for name, prompt in zip(names, prompts)]
-        processors = self._processors(admissible, keys, temperature, 0)
+        per_row = [
+            self._processors(
+                [admissible[row]] if admissible else None, [keys[row]] if keys else None, temperature, 0
+            )
+            for row in range(len(rows))
+        ]
         replies, entries = decode(
             self.model,
             rows,
             max_new_tokens=self.max_new_tokens,
             pad_id=self.tokenizer.pad_token_id,
             stop_ids=self.stop_ids,
-            processors=processors,
+            processors=per_row,
             stop_when=ActionLineStop(self.tokenizer, 0),
+            lookahead=self.lookahead,
         )
         for name, entry in zip(names, entries):
             if name is not None:
@@ -267,6 +275,7 @@ def policy_from_config(model_path: str, generation: dict, batch_size: int | None
         batch_size=batch_size or generation["parallel_episodes"],
         actions=generation.get("actions", "free"),
         prefix_cache=generation.get("prefix_cache", True),
+        lookahead=generation.get("lookahead", 0),
     )
 
 

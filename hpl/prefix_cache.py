@@ -11,8 +11,15 @@ so the rollouts of one state share the state's encoded prefix.
 `decode` is the batched loop that replaces `model.generate` for this: one forward over each row's new
 tokens on top of its stored prefix (left-padded to a common length, padding masked), then one token per
 row per step, with the same logits processors and stopping rules as `generate` (greedy over processed
-scores; a finished row is padded). Replies are therefore the same as the full re-encoding path up to
-the last float bits of the logits (tests/test_prefix_cache.py compares them token for token on real games).
+scores). Replies are therefore the same as the full re-encoding path up to the last float bits of the
+logits (tests/test_prefix_cache.py compares them token for token on real games).
+
+With `lookahead`, a step also feeds draft tokens (prompt-lookup decoding: what followed the latest earlier
+occurrence of the row's last tokens in its own conversation, which an agent's replies copy a lot). Each
+row checks its drafts against its own choices, in order, and keeps those confirmed; the slots of the
+others are masked from then on. A reply is still chosen token by token from the logits after the tokens
+before it, so it is the same, in fewer forwards. Why a small lookahead: on CPU a forward's attention
+costs grow with the tokens it feeds (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -73,6 +80,20 @@ class PrefixStore:
             del self.entries[name]
 
 
+def prompt_lookup(context: Sequence[int], size: int, ngram: int = 3) -> list[int]:
+    """Up to `size` draft tokens: what followed the latest earlier occurrence of the context's last n tokens
+    (n from `ngram` down to 1), or [] without one. An agent's reply copies its conversation (object and
+    receptacle names, the previous turn's thought and action), so the draft is often what the model writes."""
+    ids = np.asarray(context)
+    for n in range(min(ngram, len(ids) - 1), 0, -1):
+        windows = np.lib.stride_tricks.sliding_window_view(ids[:-1], n)  # never the tail itself
+        hits = np.flatnonzero((windows == ids[-n:]).all(axis=1))
+        if len(hits):
+            start = int(hits[-1]) + n
+            return ids[start : start + size].tolist()
+    return []
+
+
 def decode(
     model,
     rows: Sequence[tuple[Entry | None, int, Sequence[int]]],
@@ -80,14 +101,18 @@ def decode(
     max_new_tokens: int,
     pad_id: int,
     stop_ids: Sequence[int],
-    processors: Sequence[Callable],
+    processors: Sequence[Sequence[Callable]],
     stop_when: Callable | None = None,
+    lookahead: int = 0,
 ) -> tuple[list[list[int]], list[Entry]]:
     """Generate a reply for each row (stored entry or None, tokens of it reused, the full prompt).
 
-    `processors` and `stop_when` see the generated tokens alone (prompt width 0). Returns each row's
-    reply tokens (up to and including the token that ended it) and its new entry (prompt plus the reply
-    tokens the model has encoded).
+    `processors[row]` and `stop_when` see that row alone and its generated tokens alone ([1, n] ids,
+    [1, vocab] scores). With `lookahead`, each forward also feeds up to that many draft tokens per row
+    (`prompt_lookup`); a row keeps the drafts its own choices confirm, each chosen from the logits after
+    the confirmed tokens before it, so the reply is the one token-by-token decoding writes (up to the logits'
+    last float bits), in fewer forwards. Returns each row's reply tokens (up to and including the token that
+    ended it) and its new entry (prompt plus the reply tokens the model has encoded: all but the last).
     """
     import torch
     from transformers import DynamicCache
@@ -99,57 +124,82 @@ def decode(
     suffixes = [list(prompt[n:]) for _, n, prompt in rows]
     past, width = max(reused), max(len(s) for s in suffixes)
     cache = DynamicCache(config=model.config)
-    # every position this call can reach, reserved at once: a decode step then writes its keys and values in
-    # place, where DynamicLayer copies the whole cache to append one position
-    capacity = past + width + max_new_tokens
+    # every slot this call can reach, reserved at once: a forward then writes its keys and values in place,
+    # where DynamicLayer copies the whole cache to append; each forward feeds at most 1 + lookahead slots
+    capacity = past + width + max_new_tokens * (1 + lookahead)
     cache.layers = [_reserved_layer()(capacity) for _ in cache.layers]
     if past:
-        for layer, (keys, values) in zip(cache.layers, _padded_past(rows, past, device)):
-            layer.update(keys, values)
+        _fill_past(cache.layers, rows, past)
     ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in suffixes], device=device)
-    mask = torch.tensor(
-        [
-            [0] * (past - n) + [1] * n + [0] * (width - len(s)) + [1] * len(s)
-            for n, s in zip(reused, suffixes)
-        ],
-        device=device,
-    )
+    mask = torch.zeros(batch, capacity, dtype=torch.long, device=device)
+    slots = []  # per row: the cache slots holding its real tokens, in order
+    for row, (n, s) in enumerate(zip(reused, suffixes)):
+        slots.append([*range(past - n, past), *range(past + width - len(s), past + width)])
+        mask[row, slots[row]] = 1
     positions = torch.tensor(
         [[0] * (width - len(s)) + list(range(n, n + len(s))) for n, s in zip(reused, suffixes)], device=device
     )
-    stops = torch.tensor(list(stop_ids), device=device)
-    generated = torch.empty(batch, 0, dtype=torch.long, device=device)
-    unfinished = torch.ones(batch, dtype=torch.bool, device=device)
-    lengths = [0] * batch  # each row's reply: up to and including the token that ended it
+    stops = set(stop_ids)
+    prompts = [np.asarray(prompt, dtype=np.int64) for _, _, prompt in rows]  # prompt lookup's context
+    replies: list[list[int]] = [[] for _ in range(batch)]
+    live = list(range(batch))
+    drafts: list[list[int]] = [[] for _ in range(batch)]
+    used = past + width  # slots written so far
+    next_position = [n + len(s) for n, s in zip(reused, suffixes)]
+
+    def choose(row: int, logits) -> bool:
+        """Append the row's next token from `logits`; True when that ends the reply."""
+        generated = torch.tensor([replies[row]], dtype=torch.long, device=device)
+        scores = logits[None]
+        for processor in processors[row]:
+            scores = processor(generated, scores)
+        token = int(scores.argmax(-1))
+        replies[row].append(token)
+        if token in stops or len(replies[row]) == max_new_tokens:
+            return True
+        generated = torch.tensor([replies[row]], dtype=torch.long, device=device)
+        return stop_when is not None and bool(stop_when(generated, scores)[0])
+
     with torch.no_grad():
-        logits = _last_logits(model, ids, mask, positions, cache, argument)
-        next_position = positions[:, -1] + 1
-        for step in range(max_new_tokens):
-            running = unfinished.clone()
-            scores = logits
-            for processor in processors:
-                scores = processor(generated, scores)
-            token = torch.where(
-                unfinished, scores.argmax(-1), torch.full_like(unfinished, pad_id, dtype=torch.long)
-            )
-            generated = torch.cat([generated, token[:, None]], dim=1)
-            unfinished &= ~torch.isin(token, stops)
-            if stop_when is not None:
-                unfinished &= ~stop_when(generated, scores)
-            for row in (running & ~unfinished).nonzero().flatten().tolist():
-                lengths[row] = step + 1
-            if not unfinished.any() or step == max_new_tokens - 1:
+        logits = _logits(model, ids, mask[:, :used], positions, cache, argument, keep=1)
+        fed_from = None  # first slot of the last forward's fed tokens
+        while live:
+            still = []
+            for row in live:
+                confirmed = 0  # draft tokens this forward fed that the row's own choices confirmed
+                while True:
+                    ended = choose(row, logits[row, confirmed])
+                    if ended or confirmed == len(drafts[row]) or replies[row][-1] != drafts[row][confirmed]:
+                        break
+                    confirmed += 1
+                if fed_from is not None:  # the forward's pending token and the confirmed drafts are kept
+                    kept = range(fed_from, fed_from + 1 + confirmed)
+                    slots[row] += kept
+                    next_position[row] += 1 + confirmed
+                    mask[row, fed_from + 1 + confirmed : used] = 0
+                if not ended:
+                    still.append(row)
+            live = still
+            if not live:
                 break
-            mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=device)], dim=1)
-            logits = _last_logits(model, token[:, None], mask, next_position[:, None], cache, argument)
-            next_position = next_position + 1
-    for row in unfinished.nonzero().flatten().tolist():  # cut by the budget
-        lengths[row] = generated.shape[1]
-    replies = [generated[row, : lengths[row]].tolist() for row in range(batch)]
-    fed = generated.shape[1] - 1  # the last token was chosen but never run through the model
+            feeds = [[pad_id]] * batch
+            for row in live:
+                room = min(lookahead, max_new_tokens - len(replies[row]) - 1)
+                context = np.concatenate([prompts[row], replies[row]]).astype(prompts[row].dtype)
+                drafts[row] = prompt_lookup(context, room) if room > 0 else []
+                feeds[row] = [replies[row][-1], *drafts[row]]
+            step = max(len(feed) for feed in feeds)
+            ids = torch.tensor([feed + [pad_id] * (step - len(feed)) for feed in feeds], device=device)
+            for row in live:
+                mask[row, used : used + len(feeds[row])] = 1
+            positions = torch.tensor(
+                [[next_position[row] + i for i in range(step)] for row in range(batch)], device=device
+            )
+            fed_from, used = used, used + step
+            logits = _logits(model, ids, mask[:, :used], positions, cache, argument, keep=step)
     entries = [
-        _entry(cache, row, past - n, n, width - len(s), prompt, reply[:fed], past + width)
-        for row, ((_, n, prompt), s, reply) in enumerate(zip(rows, suffixes, replies))
+        _entry(cache, row, slots[row], list(prompt) + reply[:-1])
+        for row, ((_, _, prompt), reply) in enumerate(zip(rows, replies))
     ]
     return replies, entries
 
@@ -164,15 +214,17 @@ def _reserved_layer():
             super().__init__()
             self.capacity = capacity
 
+        def reserve(self, like, batch: int) -> None:
+            """Buffers for `batch` rows shaped and typed like `like` ([heads, length, dim]), uninitialised:
+            a slot is always written (a real token's or a pad's keys and values) before a forward reads it."""
+            heads, _, dim = like.shape
+            self.buffers = [like.new_empty(batch, heads, self.capacity, dim) for _ in range(2)]
+            self.keys, self.values = (buffer[:, :, :0] for buffer in self.buffers)
+            self.device, self.is_initialized = like.device, True
+
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
-                batch, heads, _, dim = key_states.shape
-                self.buffers = [
-                    states.new_zeros(batch, heads, self.capacity, dim)
-                    for states in (key_states, value_states)
-                ]
-                self.keys, self.values = (buffer[:, :, :0] for buffer in self.buffers)
-                self.device, self.is_initialized = key_states.device, True
+                self.reserve(key_states[0], key_states.shape[0])
             start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
             self.buffers[0][:, :, start:end] = key_states
             self.buffers[1][:, :, start:end] = value_states
@@ -189,46 +241,42 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _last_logits(model, ids, mask, positions, cache, name: str):
-    """Float logits of each row's last position, the cache extended by `ids`."""
+def _logits(model, ids, mask, positions, cache, name: str, keep: int):
+    """Float logits of each row's last `keep` positions, the cache extended by `ids`."""
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
         use_cache=True,
-        logits_to_keep=1,
+        logits_to_keep=keep,
         **{name: cache},
     )
-    return out.logits[:, -1, :].float()
+    return out.logits[:, -keep:, :].float()
 
 
-def _padded_past(rows, past: int, device) -> list[tuple]:
-    """Per layer, the rows' stored keys and values left-padded with zeros to `past` positions."""
-    import torch
-
+def _fill_past(layers, rows, past: int) -> None:
+    """Write the rows' stored keys and values into the reserved layers, each row left-padded with zeros to
+    `past` slots (masked; zeros, not the buffers' leftover bytes, which could be NaN even under a mask)."""
     template = next(entry for entry, n, _ in rows if entry is not None and n)
-    layers = []
-    for layer, (keys, values) in enumerate(template.kv):
-        shape = (len(rows), keys.shape[0], past, keys.shape[2])
-        k = torch.zeros(shape, dtype=keys.dtype, device=device)
-        v = torch.zeros(shape, dtype=values.dtype, device=device)
-        for row, (entry, n, _) in enumerate(rows):
-            if n:
-                k[row, :, past - n :] = entry.kv[layer][0][:, :n]
-                v[row, :, past - n :] = entry.kv[layer][1][:, :n]
-        layers.append((k, v))
-    return layers
+    for index, layer in enumerate(layers):
+        layer.reserve(template.kv[index][0], len(rows))
+        for part, buffer in enumerate(layer.buffers):
+            for row, (entry, n, _) in enumerate(rows):
+                buffer[row, :, : past - n] = 0
+                if n:
+                    buffer[row, :, past - n : past] = entry.kv[index][part][:, :n]
+        layer.keys, layer.values = (buffer[:, :, :past] for buffer in layer.buffers)
 
 
-def _entry(cache, row: int, pad_past: int, n: int, pad_new: int, prompt, reply, past_width: int) -> Entry:
-    """The row's real positions of the cache (stored prefix, new prompt tokens, encoded reply tokens)."""
+def _entry(cache, row: int, slots: list[int], ids: list[int]) -> Entry:
+    """The row's entry: the keys and values of its real slots (stored prefix, new prompt tokens, encoded
+    reply tokens), in order."""
     import torch
 
-    positions = [*range(pad_past, pad_past + n), *range(pad_past + n + pad_new, past_width)]
-    positions += range(past_width, past_width + len(reply))
-    index = torch.tensor(positions, device=cache.layers[0].keys.device)
+    assert len(slots) == len(ids), (len(slots), len(ids))
+    index = torch.tensor(slots, device=cache.layers[0].keys.device)
     kv = [
         (layer.keys[row].index_select(1, index), layer.values[row].index_select(1, index))
         for layer in cache.layers
     ]
-    return Entry(np.asarray(list(prompt) + list(reply)), kv)
+    return Entry(np.asarray(ids), kv)

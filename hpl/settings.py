@@ -6,8 +6,8 @@ upstream of pi_ref, and changing a speed setting reruns nothing. rules/common.sm
 params from the dataclasses here (`dataclasses.asdict`), and the scripts rebuild them from the params.
 
 What can never change a result is read at run time from the config instead (`RUNTIME`): how many episodes
-or rollouts share a batched policy call, the prefix cache (the same tokens either way: tests/
-test_prefix_cache.py), how many shards a generation job is split into (sharded runs equal unsharded ones:
+or rollouts share a batched policy call, the prefix cache and its prompt-lookup drafts (the same tokens
+either way: tests/test_prefix_cache.py), how many shards a generation job is split into (sharded runs equal unsharded ones:
 tests/test_sharding.py), and where a server is and how to log in to it.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 #: config keys read at run time, never params (a change reruns nothing)
 RUNTIME = {
-    "generation": ("parallel_episodes", "prefix_cache", "shards", "server"),
+    "generation": ("parallel_episodes", "prefix_cache", "lookahead", "shards", "server"),
     "exploration": ("lanes",),
     "intercode_sql": ("server",),
 }

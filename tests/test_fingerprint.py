@@ -150,7 +150,7 @@ def test_runtime_settings_never_reach_params():
     config = _config()
     before = _all_params(config)
     config["exploration"]["lanes"] = 3
-    config["generation"].update(parallel_episodes=2, prefix_cache=False, shards=4)
+    config["generation"].update(parallel_episodes=2, prefix_cache=False, lookahead=5, shards=4)
     config["intercode_sql"]["server"] = {
         "host": "db.example",
         "port": 3307,

@@ -1,6 +1,8 @@
 """Prefix reuse in the local policy (hpl.prefix_cache): the same replies as re-encoding every prompt, on
 real ALFWorld games, greedy and sampled, free and admissible, in episodes and Monte Carlo rollouts."""
 
+import functools
+
 import numpy as np
 import pytest
 from test_models_training import SFT_HP
@@ -11,7 +13,7 @@ from hpl.alfworld.expert import collect_expert
 from hpl.episodes import play, select_tasks
 from hpl.models import build_tiny_model
 from hpl.policy import HFPolicy
-from hpl.prefix_cache import Entry, PrefixStore, common_prefix
+from hpl.prefix_cache import Entry, PrefixStore, common_prefix, prompt_lookup
 from hpl.rollouts import rollout_states
 from hpl.sft import train_sft
 from hpl.step_level import expert_state
@@ -57,6 +59,35 @@ def test_common_prefix_and_lookup():
     assert list(store.entries) == ["b", "c"]
 
 
+def test_prompt_lookup_drafts_what_followed_the_latest_match():
+    # the last 3 tokens (7, 8, 9) occurred at 1 and at 5: the latest wins, up to `size` tokens after it
+    assert prompt_lookup([1, 7, 8, 9, 4, 7, 8, 9, 5, 6, 7, 8, 9], 2) == [5, 6]
+    assert prompt_lookup([1, 7, 8, 9, 4, 7, 8, 9, 5, 6, 7, 8, 9], 9) == [5, 6, 7, 8, 9]
+    # no earlier (8, 9): a shorter n-gram, then none
+    assert prompt_lookup([9, 3, 1, 8, 9], 2) == [3, 1]
+    assert prompt_lookup([1, 2, 3], 4) == []
+    assert prompt_lookup([5], 4) == [] and prompt_lookup([], 4) == []
+    assert prompt_lookup([4, 4], 3) == [4]  # the tail itself is never its own match
+
+
+# re-encoding every prompt; the prefix cache; the prefix cache with prompt-lookup drafts
+PATHS = {"re-encoding": {"prefix_cache": False}, "cache": {}, "cache+lookahead": {"lookahead": 3}}
+
+
+class CountingForwards:
+    """Counts the model's forward calls (one per decode step, one per prefill)."""
+
+    def __init__(self, policy: HFPolicy) -> None:
+        self.calls, forward = 0, policy.model.forward
+
+        @functools.wraps(forward)  # the same signature (hpl.prefix_cache reads its cache argument's name)
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return forward(*args, **kwargs)
+
+        policy.model.forward = counted
+
+
 @pytest.fixture(scope="module")
 def trained(alfworld_data, tmp_path_factory):
     """A tiny model after a few epochs of SFT on real handcoded ALFWorld trajectories (peaked enough for
@@ -81,26 +112,29 @@ def test_episodes_equal_the_reencoding_path(trained, alfworld_data, actions, tem
     env = AlfworldEnv(alfworld_data)
     tasks = select_tasks(env.task_ids("seen"), 4, seed=1)
     env.close()
-    runs = {}
-    for reuse in (False, True):
-        policy = HFPolicy(str(path), batch_size=4, actions=actions, prefix_cache=reuse)
+    runs, forwards = {}, {}
+    for name, options in PATHS.items():
+        policy = HFPolicy(str(path), batch_size=4, actions=actions, **options)
+        counter = CountingForwards(policy)
         episodes = play(_make_env(alfworld_data), policy, tasks, parallel=4, temperature=temperature)
-        runs[reuse] = [e.conversations for e in episodes]
-        if reuse:
+        runs[name], forwards[name] = [e.conversations for e in episodes], counter.calls
+        if policy.prefixes is not None:
             assert policy.prefixes.entries  # it did reuse
-    assert sum(len(c) for c in runs[True]) >= 4 * 2 * 8  # many turns per game
-    assert runs[True] == runs[False]
+    assert sum(len(c) for c in runs["cache"]) >= 4 * 2 * 8  # many turns per game
+    assert runs["cache"] == runs["re-encoding"]
+    assert runs["cache+lookahead"] == runs["re-encoding"]
+    assert forwards["cache+lookahead"] < forwards["cache"]  # drafts were confirmed: fewer forwards
 
 
 def test_rollouts_of_one_state_share_its_prefix_and_equal_the_reencoding_path(trained, alfworld_data):
     path, records = trained
     states = [expert_state(r, 3) for r in records[:2]]
     results = {}
-    for reuse in (False, True):
-        policy = HFPolicy(str(path), batch_size=4, actions="admissible", prefix_cache=reuse)
+    for name, options in PATHS.items():
+        policy = HFPolicy(str(path), batch_size=4, actions="admissible", **options)
         done = rollout_states(
             _make_env(alfworld_data), policy, states, 3, temperature=1.0, max_turns=6, lanes=2
         )
-        results[reuse] = {r.state.key: [(x.reward, x.turns) for x in r.rollouts] for r in done}
-    assert results[True] == results[False]
-    assert len({str(turns) for rollouts in results[True].values() for _, turns in rollouts}) > 2  # sampled
+        results[name] = {r.state.key: [(x.reward, x.turns) for x in r.rollouts] for r in done}
+    assert results["cache"] == results["re-encoding"] == results["cache+lookahead"]
+    assert len({str(turns) for rollouts in results["cache"].values() for _, turns in rollouts}) > 2  # sampled
