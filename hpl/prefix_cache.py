@@ -185,8 +185,9 @@ def decode(
             feeds = [[pad_id]] * batch
             for row in live:
                 room = min(lookahead, max_new_tokens - len(replies[row]) - 1)
-                context = np.concatenate([prompts[row], replies[row]]).astype(prompts[row].dtype)
-                drafts[row] = prompt_lookup(context, room) if room > 0 else []
+                drafts[row] = (  # the context is built only for a lookup (lookahead 0: the default path)
+                    prompt_lookup(np.concatenate([prompts[row], replies[row]]), room) if room > 0 else []
+                )
                 feeds[row] = [replies[row][-1], *drafts[row]]
             step = max(len(feed) for feed in feeds)
             ids = torch.tensor([feed + [pad_id] * (step - len(feed)) for feed in feeds], device=device)
