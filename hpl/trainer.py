@@ -80,9 +80,9 @@ def training_callbacks() -> list:
 def training_arguments(scratch: Path, hp: dict[str, Any], seed: int, **extra: Any):
     """transformers TrainingArguments from the config's training block (keys as in config/schema);
     checkpoints go to `scratch` (see scratch_dir)."""
-    from transformers import TrainingArguments
+    from hpl.training_args import HPLTrainingArguments
 
-    return TrainingArguments(
+    return HPLTrainingArguments(
         output_dir=str(scratch),
         per_device_train_batch_size=hp["batch_size"],
         gradient_accumulation_steps=hp.get("grad_accum", 1),
@@ -90,7 +90,7 @@ def training_arguments(scratch: Path, hp: dict[str, Any], seed: int, **extra: An
         num_train_epochs=hp["epochs"],
         max_steps=hp.get("max_steps") or -1,
         lr_scheduler_type=hp.get("scheduler", "cosine"),
-        warmup_steps=hp.get("warmup_ratio", 0.1),  # a float < 1 is a ratio in transformers 5
+        warmup_steps=hp.get("warmup_ratio", 0.1),  # a float < 1 is a ratio (rounded down: warmup_steps)
         weight_decay=hp.get("weight_decay", 0.0),
         logging_steps=hp.get("logging_steps", 10),
         save_strategy="steps",

@@ -297,3 +297,34 @@ def test_action_line_stop_fires_at_the_first_complete_action_line(tiny):
         full = [_has_action_line(tokenizer.decode(ids[2:k])) for k in range(3, len(ids) + 1)]
         first = full.index(True) if True in full else None
         assert (fired.index(True) if True in fired else None) == first, reply
+
+
+def test_warmup_rounds_down_so_a_short_training_keeps_its_steps():
+    from hpl.training_args import warmup_steps
+
+    # transformers' ceil(ratio x steps) where that is whole, one step less otherwise
+    assert [warmup_steps(n, 0.1) for n in (1, 3, 9, 10, 25, 30, 100)] == [0, 0, 0, 1, 2, 3, 10]
+    assert warmup_steps(7, 0.0) == 0
+
+
+def test_a_one_step_dpo_training_moves_the_policy(sft, tmp_path):
+    """With warmup_ratio 0.1 transformers would warm up for ceil(0.1) = 1 step, at learning rate 0: a
+    one-step DPO (IPR on 3 step pairs in the embedded default) returned pi_ref unchanged."""
+    import torch
+    from safetensors.torch import load_file
+
+    from hpl.dpo import train_dpo
+
+    ref, _ = sft
+    turns = _records(1)[0]["conversations"]
+    rejected = [{"from": "gpt", "value": "Thought: done.\nAction: look"}]
+    pairs = [
+        {"id": str(i), "prompt": turns[:3], "chosen": turns[3:4], "rejected": rejected} for i in range(2)
+    ]
+    hp = {**SFT_HP, "batch_size": 2, "lr": 1e-3, "beta": 0.1, "max_length": None}
+    out = tmp_path / "dpo"
+    metrics = train_dpo(str(ref), {"traj": pairs}, str(out), hp, {"traj": {"weight": 1.0}}, seed=0)
+    assert metrics["steps"] == 1
+    before, after = load_file(ref / "model.safetensors"), load_file(out / "model.safetensors")
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(moved) == len(before), f"{len(before) - len(moved)} tensors unchanged"
