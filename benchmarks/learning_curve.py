@@ -33,6 +33,7 @@ from hpl.models import build_tiny_model, parameter_count  # noqa: E402
 from hpl.policy import policy_from_config  # noqa: E402
 from hpl.sft import train_sft  # noqa: E402
 
+DEFAULT_SOURCES = {"alfworld": "handcoded", "webshop": "oracle", "intercode_sql": "gpt4+gold"}
 LEVERS = ("train_tasks", "vocab", "hidden", "layers", "epochs", "lr", "batch")
 COLUMNS = (
     "bench",
@@ -52,7 +53,7 @@ COLUMNS = (
 
 def expert_records(bench: str, data_dir: Path, settings: dict, n: int, work: Path) -> list[dict]:
     """The first `n` expert trajectories of the seeded training subset, collected once per (bench, n)."""
-    path = work / f"{bench}-expert-{n}.jsonl"
+    path = work / f"{bench}-expert-{n}{_source_tag(bench, settings)}.jsonl"
     if not path.exists():
         spec = BENCHMARKS[bench]
         factory = env_factory(spec, data_dir, settings)
@@ -93,6 +94,8 @@ def evaluate(bench: str, data_dir: Path, settings: dict, model: Path, generation
 
 def sweep(args: argparse.Namespace, config: dict) -> None:
     bench, settings = args.bench, dict(config[args.bench])
+    if args.expert_source:
+        settings["expert_source"] = args.expert_source
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     manifest = prepare_benchmark(bench, work / bench / "data", config["data_mirror"], settings)
@@ -107,7 +110,7 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
         if not modes:
             continue
         records = expert_records(bench, data_dir, settings, point["train_tasks"], work)
-        name = "-".join(f"{k}{v}" for k, v in point.items())
+        name = "-".join(f"{k}{v}" for k, v in point.items()) + _source_tag(bench, settings)
         base, sft = work / bench / name / "base", work / bench / name / "sft"
         spec = {
             **config["model_specs"]["tiny"],
@@ -153,9 +156,20 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
             print(json.dumps(row), flush=True)
 
 
+def _source_tag(bench: str, settings: dict) -> str:
+    """What names a non-default expert source's files (the default's keep the names earlier sweeps gave)."""
+    source = settings["expert_source"]
+    return "" if source == DEFAULT_SOURCES[bench] else f"-{source}"
+
+
 def _variant(bench: str, settings: dict) -> str:
-    """The benchmark setting a row was measured under beyond the levers (InterCode-SQL: its split)."""
-    return settings.get("split", "database") if bench == "intercode_sql" else "-"
+    """The benchmark settings a row was measured under beyond the levers: InterCode-SQL's split, and the
+    expert source where it is not the embedded default's."""
+    parts = [settings.get("split", "database")] if bench == "intercode_sql" else []
+    source = settings.get("expert_source", DEFAULT_SOURCES[bench])
+    if source != DEFAULT_SOURCES[bench]:
+        parts.append(f"{source} experts")
+    return ", ".join(parts) or "-"
 
 
 def _rows(path: str) -> list[dict]:
@@ -215,6 +229,7 @@ def main() -> None:
         "--actions", nargs="+", default=["free", "admissible"], choices=["free", "admissible"]
     )
     parser.add_argument("--eval-tasks", type=int, default=20)
+    parser.add_argument("--expert-source", help="the benchmark's expert_source (default: the config's)")
     parser.add_argument("--config", default=str(PROJECT_ROOT / "config" / "config.yaml"))
     parser.add_argument("--work", default="/tmp/hpl-learning-curve", help="data, expert data and models")
     parser.add_argument("--out", default="results/learning_curve.jsonl")

@@ -863,6 +863,36 @@ def test_expert_trajectories(env):
     assert {r["source"] for r in gpt4_only} == {"gpt4"}
 
 
+def test_schema_discovery_describes_the_tables_the_gold_query_names_in_its_order():
+    from hpl.intercode.expert import schema_discovery
+
+    gold = "SELECT T1.Name FROM poker_player AS T2 JOIN People AS T1 ON T1.People_ID = T2.People_ID"
+    # a table named only inside a longer word (people_id) is not described twice, nor one never named
+    assert schema_discovery(gold, ["people", "poker_player", "performance"]) == [
+        "SHOW TABLES",
+        "DESCRIBE poker_player",
+        "DESCRIBE people",
+        gold,
+    ]
+
+
+@needs_server
+def test_schema_gold_experts_discover_the_schema_without_an_error(env):
+    records, card = expert_trajectories(env, source="schema_gold")
+    train = env.task_ids("train")
+    assert card["schema_gold_kept"] == len(records) == len(train) and not card["schema_gold_failed"]
+    for record in records:
+        validate_trajectory(record)
+        actions = [react.parse_action(turn["value"]) for turn in record["conversations"][3::2]]
+        observations = [turn["value"] for turn in record["conversations"][4::2]]
+        assert actions[0] == "```sql SHOW TABLES ```" and actions[-1] == "submit"
+        assert actions[-2] == format_sql_action(env.task(record["id"]).gold)
+        assert not any(o.startswith("Observation: Error") for o in observations), record["id"]
+        # every described table is a name the SHOW TABLES answer listed
+        for action in actions[1:-2]:
+            assert action.startswith("```sql DESCRIBE ") and action.split()[2] in observations[0]
+
+
 @needs_server
 def test_a_failed_gold_query_does_not_break_the_later_ones(env, world_task):
     # the administrator session dies under the client (a dropped socket, as under heavy load) while
@@ -1010,7 +1040,21 @@ def test_a_hung_server_stops_the_job_naming_it(env, sql_server, world_task):
 
 # --- the query lexicon of admissible actions (hpl.intercode.lexicon) -----------------------------
 SINGER = SqlLexicon(
-    ["SELECT", "FROM", "WHERE", "JOIN", "ON", "AS", "COUNT", "ORDER", "BY", "DESC", "WITH", "AND"],
+    [
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "JOIN",
+        "ON",
+        "AS",
+        "COUNT",
+        "ORDER",
+        "BY",
+        "DESC",
+        "WITH",
+        "AND",
+        "DESCRIBE",
+    ],
     ["singer", "song"],
     ["Singer_ID", "Name", "Net_Worth_Millions", "Citizenship", "Title"],
 )
@@ -1026,6 +1070,7 @@ SINGER = SqlLexicon(
         " SELECT COUNT(*) AS n FROM singer WHERE Net_Worth_Millions > 10.5 ```",  # AS declares, numbers free
         " WITH rich AS (SELECT Name FROM singer) SELECT Name FROM rich ```",  # a WITH table after FROM
         ' SELECT Name FROM singer WHERE Name = "x" ```  ',  # spaces after the close
+        " DESCRIBE Singer ```",
     ],
 )
 def test_the_lexicon_admits_queries_on_its_database(query):
@@ -1042,6 +1087,12 @@ def test_the_lexicon_admits_queries_on_its_database(query):
         (" SELECT hometown.Name FROM singer ```", "a long unknown qualifier"),
         (" SELECT Name FROM singer\n```", "a line break"),
         (" SELECT Name FROM singer ``` x", "text after the close"),
+        (" DESCRIBE country ```", "describes a table of another database"),
+        (" DESCRIBE 5 ```", "describes a number"),
+        (" DESCRIBE ```", "describes nothing"),
+        (" DESCRIBE singer FROM song ```", "a clause after DESCRIBE"),
+        (" DESCRIBE singer s ```", "a second word after DESCRIBE's table"),
+        (" DESCRIBE ('singer') ```", "a subquery or literal where DESCRIBE's table must be"),
     ],
 )
 def test_the_lexicon_refuses(query, why):
@@ -1083,6 +1134,10 @@ MALFORMED = [  # the tiny model's kinds of syntax errors (docs/performance.md), 
     "SELECT Name, FROM singer,",
     "SELECT Name FROM singer WHERE Name = Joe'",  # a literal opened inside a word
     "SELECT Name FROM singer s' ORDER BY Name",
+    "SELECT Name FROM singer Highschooler AS T1",  # an alias without AS, then AS (the tiny model's)
+    "SELECT T1.Name FROM singer FROM_DAYS AS T1",  # a function as a word (the tiny model's FROM)
+    "DESCRIBE",  # the schema_gold expert's DESCRIBE, without its table
+    "DESCRIBE singer WHERE Age > 30",
 ]
 WELL_FORMED = [
     "SELECT Name FROM singer WHERE Singer_ID IN (SELECT Singer_ID FROM singer_in_concert) ORDER BY Age DESC",
@@ -1090,6 +1145,8 @@ WELL_FORMED = [
     "SELECT Country, COUNT(*) FROM singer GROUP BY Country HAVING COUNT(*) > 1 ORDER BY COUNT(*) DESC LIMIT 1",
     "SELECT T1.Name FROM singer AS T1 JOIN singer_in_concert AS T2 ON T1.Singer_ID = T2.Singer_ID",
     "SELECT Name FROM (SELECT Name, Age FROM singer ORDER BY Age LIMIT 3) AS T1 WHERE Age > 20",
+    "DESCRIBE singer_in_concert",
+    "SELECT count(*), MAX(Age) AS max FROM singer",  # calls, and a function's name declared as a name
 ]
 
 

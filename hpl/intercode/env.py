@@ -166,6 +166,7 @@ class InterCodeSQLEnv(Environment):
         self._gold: dict[str, list[tuple]] = {}
         self._gold_errors: dict[str, str] = {}
         self._server_words: set[str] | None = None
+        self._server_functions: set[str] = set()
         self._info_schema: dict[str, set[str]] = {}
         self._lexicons: dict[str, SqlLexicon] = {}
         self._clear_episode()
@@ -247,6 +248,7 @@ class InterCodeSQLEnv(Environment):
         if db not in self._lexicons:
             if self._server_words is None:
                 self._server_words = self._on_server(self.sandbox.server_words)
+                self._server_functions = self._on_server(self.sandbox.server_functions)
                 self._info_schema = self._on_server(self.sandbox.schema_names, "information_schema")
             schema = self._on_server(self.sandbox.schema_names, db)
             tables, columns = set(schema), {column for names in schema.values() for column in names}
@@ -257,7 +259,9 @@ class InterCodeSQLEnv(Environment):
             # there (not every column of it: PROCESSLIST's ID would let a model write T1.ID on any database)
             info = {column for table in INFO_SCHEMA_READ for column in self._info_schema.get(table, ())}
             schemas = {db: tables, "information_schema": set(self._info_schema)}
-            self._lexicons[db] = SqlLexicon(self._server_words, tables, columns | info, schemas)
+            self._lexicons[db] = SqlLexicon(
+                self._server_words, tables, columns | info, schemas, functions=self._server_functions
+            )
         return self._lexicons[db]
 
     def final_reward(self) -> float:

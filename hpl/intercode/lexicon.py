@@ -3,10 +3,12 @@
 ALFWorld and WebShop list their valid actions; a query has no such list, but its bare words do. Every word
 outside a string literal must be one of:
 - an SQL keyword or function the server knows (MariaDB's own information_schema.KEYWORDS, SQL_FUNCTIONS);
-- a table or column name of the task's database or of information_schema; after FROM and JOIN, a table
-  name only (or a schema name followed by "." and a table);
-- an alias: T1..T9 as Spider writes them, a name declared after AS or WITH or right after a table name
-  (`FROM singer s`), or a word of up to 3 characters followed by "." (`s.Name` before `s` is declared);
+  a function that is no keyword or name is followed by "(" at once (`COUNT(`, never `FROM_DAYS AS`);
+- a table or column name of the task's database or of information_schema; after FROM, JOIN and
+  DESCRIBE, a table name only (or a schema name followed by "." and a table);
+- an alias: T1..T9 as Spider writes them, a name declared after AS or WITH or, of up to 3 characters,
+  right after a table name (`FROM singer s`), or a word of up to 3 characters followed by "." (`s.Name`
+  before `s` is declared);
 - a number.
 String literals and punctuation stay free; other characters may appear inside string literals only. So
 the constrained model still writes the whole query, but cannot name a table of another database, which is
@@ -37,15 +39,16 @@ QUOTES = "'\""
 ALIASES = tuple(f"T{i}" for i in range(1, 10))  # Spider's aliases, often used before their AS
 QUALIFIER_CHARS = 3  # a short unknown word before "." is an alias used before it is declared (`c.Name`)
 PUNCTUATION = frozenset(" \t.,;()*=<>!+-/%|&^~?@:[]{}\\")  # what may stand between words
-TABLE_POSITION = ("from", "join")  # the word after these must be a known name
+TABLE_POSITION = ("from", "join", "describe")  # the word after these must be a known name
 DECLARING = ("as", "with")  # the word after these may be a new name
 # a query block's clauses come once each, in this order (a subquery, in parentheses, is a block of its own)
 CLAUSES = {"select": 1, "from": 2, "where": 3, "group": 4, "having": 5, "order": 6, "limit": 7}
+DESCRIBE = CLAUSES["describe"] = len(CLAUSES) + 1  # DESCRIBE t: a statement of its table alone
 NEW_BLOCK = ("union", "intersect", "except")  # a new SELECT may follow at the same depth
 # a query cannot end after these words or characters: each needs what follows it
 DANGLING_WORDS = frozenset(
     "select from where and or not on by join as in like between group order having limit union intersect "
-    "except distinct when then else case is with all any exists".split()
+    "except distinct when then else case is with all any exists describe".split()
 )
 DANGLING_CHARS = frozenset(",=<>!+-/%|&^~.(")
 
@@ -75,6 +78,7 @@ class SqlLexicon:
         tables: Iterable[str],
         columns: Iterable[str],
         schemas: dict[str, Iterable[str]] | None = None,
+        functions: Iterable[str] = (),
     ) -> None:
         self.tables = _spellings(tables)  # the words allowed after FROM and JOIN ...
         self.schemas = _spellings(schemas or {})  # ... and these, followed by "." and one of their tables
@@ -85,6 +89,10 @@ class SqlLexicon:
             _spellings(keywords) | self.tables | _spellings(columns) | self.schemas | _spellings(ALIASES)
         )
         self.prefixes = _prefixes(self.words)
+        # a function that is no keyword or name of the database is a call: "(" follows it at once. The tiny
+        # model otherwise writes FROM_DAYS or FROM_BASE64 where it meant FROM (docs/performance.md)
+        names = {w.lower() for w in self.tables | _spellings(columns) | self.schemas}
+        self.calls = _spellings(f for f in functions if f.lower() not in names)
         self.table_prefixes = _prefixes(self.tables | self.schemas)
 
     def start(self) -> QueryState:
@@ -126,6 +134,8 @@ class SqlLexicon:
         state = finished
         if char in " \t":
             return state
+        if state.clauses[-1] == DESCRIBE and char != "`":
+            return None  # DESCRIBE is followed by its table, then the close
         if state.previous in TABLE_POSITION and char != "(":
             return None  # after FROM and JOIN: a table or a subquery
         if char not in PUNCTUATION and char not in QUOTES and char != "`":
@@ -151,14 +161,20 @@ class SqlLexicon:
         return state.previous in DECLARING or state.previous in self.table_names
 
     def _free(self, word: str, state: QueryState) -> bool:
-        """Numbers, and a name being declared, are not checked (a table position is, before this)."""
-        return word[0].isdigit() or self._declares(state)
+        """Numbers, and a name being declared, are not checked (a table position is, before this); a name
+        declared without AS has at most 3 characters, as all 352 of the expert data's do (`FROM singer s`):
+        the tiny model's `FROM Singer Highschooler AS T1` is a syntax error."""
+        if word[0].isdigit() or state.previous in DECLARING:
+            return True
+        return state.previous in self.table_names and len(word) <= QUALIFIER_CHARS
 
     def _may_qualify(self, word: str, state: QueryState) -> bool:
         """Whether `word` may be an alias used before its declaration (it must then be followed by ".")."""
         return len(word) <= QUALIFIER_CHARS and state.previous not in TABLE_POSITION
 
     def _may_grow(self, word: str, state: QueryState) -> bool:
+        if state.clauses[-1] == DESCRIBE and state.previous != "describe":
+            return False  # a second word after DESCRIBE's table
         declared = any(alias.startswith(word) for alias in state.aliases)
         if state.schema:
             return word in self.schema_prefixes[state.schema]
@@ -181,6 +197,13 @@ class SqlLexicon:
             named = word in self.schemas and char == "."  # "information_schema." is followed by its table
             return replace(state, word="", schema=word.lower()) if named else None
         known = word in self.words or word in state.aliases
+        if (
+            word in self.calls
+            and char != "("
+            and state.previous not in DECLARING
+            and word not in state.aliases
+        ):
+            return None
         qualifier = char == "." and self._may_qualify(word, state)
         if not (known or qualifier or self._free(word, state)):
             return None

@@ -401,6 +401,15 @@ class Sandbox:
                 f"(information_schema.KEYWORDS and SQL_FUNCTIONS, MariaDB >= 10.6): {_error_text(err)}"
             ) from None
 
+    def server_functions(self) -> set[str]:
+        """The server's SQL functions that are no keyword (COUNT, FROM_DAYS; not LEFT or YEAR): words that
+        stand only before "(" (MariaDB's information_schema.SQL_FUNCTIONS minus KEYWORDS)."""
+        query = (
+            "SELECT FUNCTION FROM information_schema.SQL_FUNCTIONS "
+            "WHERE FUNCTION NOT IN (SELECT WORD FROM information_schema.KEYWORDS)"
+        )
+        return {word for (word,) in self._admin_rows(query)}
+
     def schema_names(self, db: str) -> dict[str, set[str]]:
         """{table name: its column names} of database `db`."""
         query = "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
