@@ -52,7 +52,11 @@ def test_default_config_keeps_its_methods_and_expert_sources():
         "hpl-uncertainty",
         "hpl-semantic",
     ]
-    assert [config[b]["expert_source"] for b in config["benchmarks"]] == ["handcoded", "oracle", "gpt4+gold"]
+    assert [config[b]["expert_source"] for b in config["benchmarks"]] == [
+        "handcoded",
+        "oracle",
+        "schema_gold",
+    ]
     assert config["method_specs"]["zeroshot-smollm2"]["kind"] == "zeroshot"  # ready, not listed
 
 

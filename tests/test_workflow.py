@@ -122,6 +122,10 @@ def test_paper_preset_trains_with_the_paper_hyperparameters_on_every_benchmark()
         assert merged[bench]["train_tasks"] is None, bench
     assert merged["alfworld"]["dpo_lr"] is None  # training.dpo.lr: the paper's 3e-6 on ALFWorld
     assert merged["webshop"]["dpo_lr"] == merged["intercode_sql"]["dpo_lr"] == 1.0e-6
+    # the paper's expert data and free-text actions, whatever the embedded default chose for the tiny model
+    assert (
+        merged["intercode_sql"]["expert_source"] == "gpt4+gold" and merged["generation"]["actions"] == "free"
+    )
 
 
 def test_lint_is_clean():
