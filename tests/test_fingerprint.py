@@ -169,9 +169,12 @@ def test_result_settings_hold_what_changes_a_result():
     sql = EpisodeSettings.from_config(config, "intercode_sql")
     assert sql.options == {"reward": "intercode", "split": "database", "truncation_reward": "zero"}
     assert EpisodeSettings.from_config(config, "alfworld") == EpisodeSettings(30, {})
-    # one action mode per benchmark in the embedded default
-    assert GenerationSettings.from_config(config, "webshop").actions == "admissible"
-    assert GenerationSettings.from_config(config, "intercode_sql").actions == "free"
+    # one action mode per benchmark: admissible on all three in the embedded default, each settable alone
+    assert {GenerationSettings.from_config(config, b).actions for b in config["benchmarks"]} == {"admissible"}
+    modes = {**config["generation"]["actions"], "intercode_sql": "free"}
+    free_sql = {**config, "generation": {**config["generation"], "actions": modes}}
+    assert GenerationSettings.from_config(free_sql, "intercode_sql").actions == "free"
+    assert GenerationSettings.from_config(free_sql, "webshop").actions == "admissible"
     before = _all_params(config)
     config["intercode_sql"]["split"] = "paper"
     config["generation"]["reply_margin"] = 8
