@@ -33,7 +33,8 @@ from hpl.models import build_tiny_model, parameter_count  # noqa: E402
 from hpl.policy import policy_from_config  # noqa: E402
 from hpl.sft import train_sft  # noqa: E402
 
-DEFAULT_SOURCES = {"alfworld": "handcoded", "webshop": "oracle", "intercode_sql": "gpt4+gold"}
+# the expert sources of the sweeps before --expert-source: their files and rows carry no tag
+UNTAGGED_SOURCES = {"alfworld": "handcoded", "webshop": "oracle", "intercode_sql": "gpt4+gold"}
 LEVERS = ("train_tasks", "vocab", "hidden", "layers", "epochs", "lr", "batch")
 COLUMNS = (
     "bench",
@@ -157,18 +158,17 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
 
 
 def _source_tag(bench: str, settings: dict) -> str:
-    """What names a non-default expert source's files (the default's keep the names earlier sweeps gave)."""
-    source = settings["expert_source"]
-    return "" if source == DEFAULT_SOURCES[bench] else f"-{source}"
+    """What names another expert source's files ("" for the source the earlier sweeps used)."""
+    source = settings.get("expert_source", UNTAGGED_SOURCES[bench])
+    return "" if source == UNTAGGED_SOURCES[bench] else f"-{source}"
 
 
 def _variant(bench: str, settings: dict) -> str:
     """The benchmark settings a row was measured under beyond the levers: InterCode-SQL's split, and the
-    expert source where it is not the embedded default's."""
+    expert source where it is not the earlier sweeps' (`_source_tag`)."""
     parts = [settings.get("split", "database")] if bench == "intercode_sql" else []
-    source = settings.get("expert_source", DEFAULT_SOURCES[bench])
-    if source != DEFAULT_SOURCES[bench]:
-        parts.append(f"{source} experts")
+    if _source_tag(bench, settings):
+        parts.append(f"{settings['expert_source']} experts")
     return ", ".join(parts) or "-"
 
 

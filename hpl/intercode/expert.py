@@ -130,9 +130,14 @@ def schema_discovery(gold: str, tables: list[str]) -> list[str]:
     return ["SHOW TABLES", *(f"DESCRIBE {t}" for t in named), gold]
 
 
-def _gold_actions(env: Any, task_id: str, source: str) -> list[str]:
-    gold = env.task(task_id).gold
-    return schema_discovery(gold, database_tables(env, task_id)) if source == "schema_gold" else [gold]
+def _gold_actions(env: Any, task_id: str, source: str, tables: dict[str, list[str]]) -> list[str]:
+    """The gold demonstration's SQL actions; `tables` caches each database's SHOW TABLES answer."""
+    task = env.task(task_id)
+    if source != "schema_gold":
+        return [task.gold]
+    if task.db not in tables:
+        tables[task.db] = database_tables(env, task_id)
+    return schema_discovery(task.gold, tables[task.db])
 
 
 def _replays_succeed(env: Any, task_id: str, actions: list[str], threshold: float, times: int) -> bool:
@@ -179,11 +184,11 @@ def expert_trajectories(
         )
     if "gold" in source:  # gold and schema_gold: the tasks GPT-4 left (all of them without it)
         name = "schema_gold" if source == "schema_gold" else "gold"
-        gold_kept, gold_failed = 0, []
+        gold_kept, gold_failed, tables = 0, [], {}
         for task_id in train:
             if task_id in kept:
                 continue
-            record = play(env, task_id, _gold_actions(env, task_id, name), name)
+            record = play(env, task_id, _gold_actions(env, task_id, name, tables), name)
             if record["reward"] >= threshold:
                 kept[task_id] = record
                 gold_kept += 1

@@ -42,8 +42,9 @@ PUNCTUATION = frozenset(" \t.,;()*=<>!+-/%|&^~?@:[]{}\\")  # what may stand betw
 TABLE_POSITION = ("from", "join", "describe")  # the word after these must be a known name
 DECLARING = ("as", "with")  # the word after these may be a new name
 # a query block's clauses come once each, in this order (a subquery, in parentheses, is a block of its own)
-CLAUSES = {"select": 1, "from": 2, "where": 3, "group": 4, "having": 5, "order": 6, "limit": 7}
-DESCRIBE = CLAUSES["describe"] = len(CLAUSES) + 1  # DESCRIBE t: a statement of its table alone
+# (DESCRIBE t is a statement of its table alone: ranked last, no clause may follow it)
+CLAUSES = {"select": 1, "from": 2, "where": 3, "group": 4, "having": 5, "order": 6, "limit": 7, "describe": 8}
+DESCRIBE = CLAUSES["describe"]
 NEW_BLOCK = ("union", "intersect", "except")  # a new SELECT may follow at the same depth
 # a query cannot end after these words or characters: each needs what follows it
 DANGLING_WORDS = frozenset(
@@ -85,13 +86,12 @@ class SqlLexicon:
         self.schema_tables = {name.lower(): _spellings(names) for name, names in (schemas or {}).items()}
         self.schema_prefixes = {name: _prefixes(names) for name, names in self.schema_tables.items()}
         self.table_names = frozenset(w.lower() for w in tables)  # an alias may follow one
-        self.words = (
-            _spellings(keywords) | self.tables | _spellings(columns) | self.schemas | _spellings(ALIASES)
-        )
+        columns = _spellings(columns)
+        self.words = _spellings(keywords) | self.tables | columns | self.schemas | _spellings(ALIASES)
         self.prefixes = _prefixes(self.words)
         # a function that is no keyword or name of the database is a call: "(" follows it at once. The tiny
         # model otherwise writes FROM_DAYS or FROM_BASE64 where it meant FROM (docs/performance.md)
-        names = {w.lower() for w in self.tables | _spellings(columns) | self.schemas}
+        names = {w.lower() for w in self.tables | columns | self.schemas}
         self.calls = _spellings(f for f in functions if f.lower() not in names)
         self.table_prefixes = _prefixes(self.tables | self.schemas)
 
