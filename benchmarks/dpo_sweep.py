@@ -27,7 +27,7 @@ from hpl.benchmarks import prepare_benchmark  # noqa: E402
 from hpl.dpo import train_dpo  # noqa: E402
 from hpl.io import read_jsonl  # noqa: E402
 from hpl.mirror import PROJECT_ROOT  # noqa: E402
-from hpl.settings import GenerationSettings  # noqa: E402
+from hpl.settings import GenerationSettings, reference_seed  # noqa: E402
 
 COLUMNS = (
     "bench",
@@ -59,8 +59,12 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
     spec = config["method_specs"][args.method]
     settings = dict(config[bench])
     model_dir = run / "results" / bench / config["models"][0]
-    ref = model_dir / "train" / "sft" / f"seed{config['reference_seed']}"
-    pairs = {level: read_jsonl(model_dir / "pairs" / f"{level}.jsonl") for level in spec["levels"]}
+    ref_seed = reference_seed(config, config["seeds"][0])  # the first seed's pi_ref and its pairs
+    ref = model_dir / "train" / "sft" / f"seed{ref_seed}"
+    pairs = {
+        level: read_jsonl(model_dir / f"ref{ref_seed}" / "pairs" / f"{level}.jsonl")
+        for level in spec["levels"]
+    }
     manifest = prepare_benchmark(bench, Path(args.work) / bench / "data", config["data_mirror"], settings)
     data_dir = Path(manifest["data_dir"])
     # the action mode the pipeline's evaluation of this benchmark uses

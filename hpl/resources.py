@@ -10,8 +10,9 @@ Numbers come from files the pipeline already writes:
   `requests` (fresh calls + cache hits, i.e. the answers the dataset needed, so a rerun served from the cache
   reports the same number), or `calls + cache_hits` when `requests` is absent, or `calls`.
 
-Which files belong to which method (`table5_inputs`, for results/benchmarks/{bench}/{model}/...): every
-job whose output the method's training consumes and that is not shared by *all* methods. The SFT model
+Which files belong to which method (`table5_inputs`, for results/benchmarks/{bench}/{model}/...; explore/,
+segments/ and groups/ lie in the folder ref{r}/ of the seed's pi_ref): every job whose output the method's
+training consumes and that is not shared by *all* methods. The SFT model
 pi_ref is the starting point of every method and is counted only in the SFT row, as in the paper.
 
 | method | generation | training |
@@ -33,7 +34,7 @@ expert job's time (expert.tsv) as generation.
 HPL trains on trajectory-, step- and group-level pairs, so its generation time includes all three data
 sources; the paper's Table 5 lists for IPR and HPL only "the step-level part" / "the group-level part", so
 the component times are also returned (column `generation_parts`) for a like-for-like comparison. Only the
-semantic segmenter asks an external LLM; its usage file is results/{bench}/{model}/segments/semantic_usage.json.
+semantic segmenter asks an external LLM; its usage file is results/{bench}/{model}/ref{r}/segments/semantic_usage.json.
 """
 
 from __future__ import annotations
@@ -164,12 +165,16 @@ def table5_inputs(
     model: str,
     methods: Sequence[str],
     seed: int = 0,
+    reference_seed: int | None = None,
     llm_model: str | None = None,
     root: str | Path = "results",
     shards_of: Callable[[Path], Sequence[str | Path]] = lambda path: [],
     teacher_model: str | None = None,
 ) -> dict[str, dict]:
     """The `table5` mapping for the pipeline's file layout (module docstring), one training seed.
+
+    `reference_seed` is the SFT seed whose pi_ref generated that seed's training data (its folder
+    ref{reference_seed}/; default: `seed` itself, as with the config's `reference_seed: each`).
 
     `llm_model` names the external LLM of the semantic segmenter; it is required when a semantic method
     is listed, since Table 5 names the model. `teacher_model` names the teacher LLM when the expert data
@@ -179,7 +184,9 @@ def table5_inputs(
     """
     root = Path(root)
     bench_dir = root / "benchmarks" / bench / model
-    explore = bench_dir / "explore"
+    ref = seed if reference_seed is None else reference_seed
+    ref_dir = f"ref{ref}"
+    explore = bench_dir / ref_dir / "explore"
     out: dict[str, dict] = {}
     for method in methods:
         training = [bench_dir / method / f"seed{seed}.tsv"]
@@ -204,14 +211,14 @@ def table5_inputs(
             spec["generation"] = [
                 explore / "trajectories.tsv",
                 explore / "step_rollouts.tsv",
-                bench_dir / "segments" / f"{segmenter}.tsv",
-                bench_dir / "groups" / f"{segmenter}.tsv",
+                bench_dir / ref_dir / "segments" / f"{segmenter}.tsv",
+                bench_dir / ref_dir / "groups" / f"{segmenter}.tsv",
             ]
             if segmenter == "semantic":
                 if not llm_model:
                     raise ValueError(f"{method}: name the semantic segmenter's LLM (llm_model=...)")
                 spec["llm"] = llm_model
-                spec["llm_usage"] = [root / bench / model / "segments" / f"{segmenter}_usage.json"]
+                spec["llm_usage"] = [root / bench / model / ref_dir / "segments" / f"{segmenter}_usage.json"]
         else:
             raise ValueError(f"table5: no resource files known for method {method!r}")
         spec["generation"] = [

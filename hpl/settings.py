@@ -113,6 +113,14 @@ def explored_tasks(config: dict, bench: str) -> int | None:
     return own if own is not None else config["exploration"]["tasks"]
 
 
+def reference_seed(config: dict, seed: int | str) -> int:
+    """The SFT seed whose model is pi_ref for training seed `seed`. `reference_seed: each` makes every
+    seed a replicate of the whole pipeline (its own SFT, exploration and pairs); a number shares one
+    pi_ref among all seeds, as the paper trains every method from one SFT model."""
+    chosen = config["reference_seed"]
+    return int(seed) if chosen == "each" else int(chosen)
+
+
 @dataclass(frozen=True)
 class RolloutSettings:
     """Monte Carlo rollouts from expert states (IPR's step level, HPL's group level)."""

@@ -20,6 +20,7 @@ from hpl.settings import (
     RolloutSettings,
     explored_tasks,
     params,
+    reference_seed,
 )
 from hpl.expert_import import check_import_config
 
@@ -44,6 +45,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9_.-]+",
     method=r"[a-z0-9_-]+(\.phase[123])?",
     seed=r"\d+",
+    ref=r"\d+",
     split=r"[a-z_]+",
     segmenter=r"[a-z0-9_]+",
 
@@ -196,10 +198,7 @@ def segmenter_inputs(wildcards):
 
 def hpl_inputs(wildcards):
     """Pair files an HPL method trains on: its levels, the group level from its segmenter's curriculum."""
-    spec, base = (
-        method_spec(wildcards.method),
-        f"results/{wildcards.bench}/{wildcards.model}",
-    )
+    spec, base = method_spec(wildcards.method), pi_ref_data(wildcards)
     files = {
         level: f"{base}/pairs/{level}.jsonl"
         for level in spec["levels"]
@@ -243,21 +242,30 @@ def one_of(names):
 
 
 def reference(wildcards):
-    """pi_ref: the SFT checkpoint of the reference seed."""
-    return f"results/{wildcards.bench}/{wildcards.model}/train/sft/seed{config['reference_seed']}"
+    """pi_ref: the SFT checkpoint of the job's reference seed (`ref` wildcard, or its training seed's)."""
+    ref = getattr(wildcards, "ref", None) or reference_seed(config, wildcards.seed)
+    return f"results/{wildcards.bench}/{wildcards.model}/train/sft/seed{ref}"
+
+
+def pi_ref_data(wildcards):
+    """The folder of everything pi_ref of the job's training seed generated: explore/, pairs/, segments/,
+    groups/, curriculum/."""
+    ref = reference_seed(config, wildcards.seed)
+    return f"results/{wildcards.bench}/{wildcards.model}/ref{ref}"
+
+
+def rft_samples(wildcards):
+    return f"{pi_ref_data(wildcards)}/explore/rft_samples.jsonl"
 
 
 def pair_files(wildcards):
     """The pair files a DPO method trains on, one per level of its spec."""
     levels = method_spec(wildcards.method)["levels"]
-    return {
-        level: f"results/{wildcards.bench}/{wildcards.model}/pairs/{level}.jsonl"
-        for level in levels
-    }
+    return {level: f"{pi_ref_data(wildcards)}/pairs/{level}.jsonl" for level in levels}
 
 
 def table5_specs():
-    """Table 5 inputs per method (first benchmark, first model, reference seed): see hpl.resources."""
+    """Table 5 inputs per method (first benchmark, first model, first seed): see hpl.resources."""
     from hpl.resources import table5_inputs
 
     bench, model = config["benchmarks"][0], config["models"][0]
@@ -274,7 +282,8 @@ def table5_specs():
         bench,
         model,
         methods,
-        seed=config["reference_seed"],
+        seed=config["seeds"][0],
+        reference_seed=reference_seed(config, config["seeds"][0]),
         llm_model=llm_model,
         shards_of=lambda path: planned_shards(path, SHARDS),
         teacher_model=model_label(config["teacher"]) if teacher else None,

@@ -8,13 +8,15 @@ rule explore:
         manifest="resources/{bench}/manifest.json",
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
-        rows_shards=shards_of("results/{bench}/{model}/explore/trajectories.jsonl"),
+        rows_shards=shards_of(
+            "results/{bench}/{model}/ref{ref}/explore/trajectories.jsonl"
+        ),
     output:
-        rows="results/{bench}/{model}/explore/trajectories.jsonl",
+        rows="results/{bench}/{model}/ref{ref}/explore/trajectories.jsonl",
     log:
-        "logs/{bench}/{model}/explore/trajectories.log",
+        "logs/{bench}/{model}/ref{ref}/explore/trajectories.log",
     benchmark:
-        "results/benchmarks/{bench}/{model}/explore/trajectories.tsv"
+        "results/benchmarks/{bench}/{model}/ref{ref}/explore/trajectories.tsv"
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -38,13 +40,15 @@ use rule explore as rft_samples with:
         manifest="resources/{bench}/manifest.json",
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
-        rows_shards=shards_of("results/{bench}/{model}/explore/rft_samples.jsonl"),
+        rows_shards=shards_of(
+            "results/{bench}/{model}/ref{ref}/explore/rft_samples.jsonl"
+        ),
     output:
-        rows="results/{bench}/{model}/explore/rft_samples.jsonl",
+        rows="results/{bench}/{model}/ref{ref}/explore/rft_samples.jsonl",
     log:
-        "logs/{bench}/{model}/explore/rft_samples.log",
+        "logs/{bench}/{model}/ref{ref}/explore/rft_samples.log",
     benchmark:
-        "results/benchmarks/{bench}/{model}/explore/rft_samples.tsv"
+        "results/benchmarks/{bench}/{model}/ref{ref}/explore/rft_samples.tsv"
     params:
         episodes=settings_of(EpisodeSettings),
         tasks=lambda wc: explored_tasks(config, wc.bench),
@@ -58,7 +62,7 @@ rule step_rollouts:
     input:
         **{
             f"{name}_shards": shards_of(
-                f"results/{{bench}}/{{model}}/explore/step_{name}.jsonl"
+                f"results/{{bench}}/{{model}}/ref{{ref}}/explore/step_{name}.jsonl"
             )
             for name in STEP_FILES
         },
@@ -67,13 +71,13 @@ rule step_rollouts:
         ref=reference,
     output:
         **{
-            name: f"results/{{bench}}/{{model}}/explore/step_{name}.jsonl"
+            name: f"results/{{bench}}/{{model}}/ref{{ref}}/explore/step_{name}.jsonl"
             for name in STEP_FILES
         },
     log:
-        "logs/{bench}/{model}/explore/step_rollouts.log",
+        "logs/{bench}/{model}/ref{ref}/explore/step_rollouts.log",
     benchmark:
-        "results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv"
+        "results/benchmarks/{bench}/{model}/ref{ref}/explore/step_rollouts.tsv"
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -97,11 +101,11 @@ use rule explore as explore_shard with:
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
     output:
-        rows=shard_of("results/{bench}/{model}/explore/trajectories.jsonl"),
+        rows=shard_of("results/{bench}/{model}/ref{ref}/explore/trajectories.jsonl"),
     log:
-        shard_of("logs/{bench}/{model}/explore/trajectories.log"),
+        shard_of("logs/{bench}/{model}/ref{ref}/explore/trajectories.log"),
     benchmark:
-        shard_of("results/benchmarks/{bench}/{model}/explore/trajectories.tsv")
+        shard_of("results/benchmarks/{bench}/{model}/ref{ref}/explore/trajectories.tsv")
 
 
 use rule rft_samples as rft_samples_shard with:
@@ -110,11 +114,11 @@ use rule rft_samples as rft_samples_shard with:
         expert="results/{bench}/expert/train.jsonl",
         ref=reference,
     output:
-        rows=shard_of("results/{bench}/{model}/explore/rft_samples.jsonl"),
+        rows=shard_of("results/{bench}/{model}/ref{ref}/explore/rft_samples.jsonl"),
     log:
-        shard_of("logs/{bench}/{model}/explore/rft_samples.log"),
+        shard_of("logs/{bench}/{model}/ref{ref}/explore/rft_samples.log"),
     benchmark:
-        shard_of("results/benchmarks/{bench}/{model}/explore/rft_samples.tsv")
+        shard_of("results/benchmarks/{bench}/{model}/ref{ref}/explore/rft_samples.tsv")
 
 
 use rule step_rollouts as step_rollouts_shard with:
@@ -124,10 +128,14 @@ use rule step_rollouts as step_rollouts_shard with:
         ref=reference,
     output:
         **{
-            name: shard_of(f"results/{{bench}}/{{model}}/explore/step_{name}.jsonl")
+            name: shard_of(
+                f"results/{{bench}}/{{model}}/ref{{ref}}/explore/step_{name}.jsonl"
+            )
             for name in STEP_FILES
         },
     log:
-        shard_of("logs/{bench}/{model}/explore/step_rollouts.log"),
+        shard_of("logs/{bench}/{model}/ref{ref}/explore/step_rollouts.log"),
     benchmark:
-        shard_of("results/benchmarks/{bench}/{model}/explore/step_rollouts.tsv")
+        shard_of(
+            "results/benchmarks/{bench}/{model}/ref{ref}/explore/step_rollouts.tsv"
+        )

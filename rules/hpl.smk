@@ -8,12 +8,12 @@ rule segment:
         unpack(segmenter_inputs),
         expert="results/{bench}/expert/train.jsonl",
     output:
-        segments="results/{bench}/{model}/segments/{segmenter}.jsonl",
-        usage="results/{bench}/{model}/segments/{segmenter}_usage.json",
+        segments="results/{bench}/{model}/ref{ref}/segments/{segmenter}.jsonl",
+        usage="results/{bench}/{model}/ref{ref}/segments/{segmenter}_usage.json",
     log:
-        "logs/{bench}/{model}/segments/{segmenter}.log",
+        "logs/{bench}/{model}/ref{ref}/segments/{segmenter}.log",
     benchmark:
-        "results/benchmarks/{bench}/{model}/segments/{segmenter}.tsv"
+        "results/benchmarks/{bench}/{model}/ref{ref}/segments/{segmenter}.tsv"
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -38,16 +38,16 @@ rule groups:
     input:
         manifest="resources/{bench}/manifest.json",
         expert="results/{bench}/expert/train.jsonl",
-        segments="results/{bench}/{model}/segments/{segmenter}.jsonl",
+        segments="results/{bench}/{model}/ref{ref}/segments/{segmenter}.jsonl",
         ref=reference,
     output:
-        table="results/{bench}/{model}/groups/{segmenter}.jsonl",
-        negatives="results/{bench}/{model}/groups/{segmenter}_negatives.jsonl",
-        values="results/{bench}/{model}/groups/{segmenter}_values.jsonl",
+        table="results/{bench}/{model}/ref{ref}/groups/{segmenter}.jsonl",
+        negatives="results/{bench}/{model}/ref{ref}/groups/{segmenter}_negatives.jsonl",
+        values="results/{bench}/{model}/ref{ref}/groups/{segmenter}_values.jsonl",
     log:
-        "logs/{bench}/{model}/groups/{segmenter}.log",
+        "logs/{bench}/{model}/ref{ref}/groups/{segmenter}.log",
     benchmark:
-        "results/benchmarks/{bench}/{model}/groups/{segmenter}.tsv"
+        "results/benchmarks/{bench}/{model}/ref{ref}/groups/{segmenter}.tsv"
     conda:
         "../envs/agent.yaml"
     threads: 1
@@ -68,12 +68,12 @@ rule groups:
 rule curriculum:
     input:
         expert="results/{bench}/expert/train.jsonl",
-        table="results/{bench}/{model}/groups/{segmenter}.jsonl",
+        table="results/{bench}/{model}/ref{ref}/groups/{segmenter}.jsonl",
     output:
-        pairs="results/{bench}/{model}/curriculum/{segmenter}.jsonl",
-        grid="results/{bench}/{model}/curriculum/{segmenter}_grid.json",
+        pairs="results/{bench}/{model}/ref{ref}/curriculum/{segmenter}.jsonl",
+        grid="results/{bench}/{model}/ref{ref}/curriculum/{segmenter}_grid.json",
     log:
-        "logs/{bench}/{model}/curriculum/{segmenter}.log",
+        "logs/{bench}/{model}/ref{ref}/curriculum/{segmenter}.log",
     conda:
         "../envs/agent.yaml"
     params:

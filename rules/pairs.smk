@@ -4,12 +4,12 @@
 rule traj_pairs:
     input:
         expert="results/{bench}/expert/train.jsonl",
-        explored="results/{bench}/{model}/explore/trajectories.jsonl",
+        explored="results/{bench}/{model}/ref{ref}/explore/trajectories.jsonl",
     output:
-        pairs="results/{bench}/{model}/pairs/traj.jsonl",
-        report="results/{bench}/{model}/pairs/traj_report.json",
+        pairs="results/{bench}/{model}/ref{ref}/pairs/traj.jsonl",
+        report="results/{bench}/{model}/ref{ref}/pairs/traj_report.json",
     log:
-        "logs/{bench}/{model}/pairs/traj.log",
+        "logs/{bench}/{model}/ref{ref}/pairs/traj.log",
     conda:
         "../envs/agent.yaml"
     params:
@@ -22,12 +22,12 @@ rule traj_pairs:
 use rule traj_pairs as step_pairs with:
     input:
         expert="results/{bench}/expert/train.jsonl",
-        explored="results/{bench}/{model}/explore/step_records.jsonl",
+        explored="results/{bench}/{model}/ref{ref}/explore/step_records.jsonl",
     output:
-        pairs="results/{bench}/{model}/pairs/step.jsonl",
-        report="results/{bench}/{model}/pairs/step_report.json",
+        pairs="results/{bench}/{model}/ref{ref}/pairs/step.jsonl",
+        report="results/{bench}/{model}/ref{ref}/pairs/step_report.json",
     log:
-        "logs/{bench}/{model}/pairs/step.log",
+        "logs/{bench}/{model}/ref{ref}/pairs/step.log",
     params:
         thresholds={
             "final_gap": config["pairs"]["step_final_gap"],

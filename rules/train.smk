@@ -31,7 +31,7 @@ use rule sft as rft with:
     input:
         base=base_model,
         expert="results/{bench}/expert/train.jsonl",
-        samples="results/{bench}/{model}/explore/rft_samples.jsonl",
+        samples=rft_samples,
         # with no successful sample RFT's data is SFT's: the job copies this model (hpl.sft.copy_sft_model)
         sft="results/{bench}/{model}/train/sft/seed{seed}",
     output:

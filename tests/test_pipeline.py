@@ -91,13 +91,13 @@ def test_table1_has_a_row_per_method_with_alfworld_cells(run):
 def test_exploration_and_pairs(run):
     model = run / "results/alfworld/tiny"
     experts = {r["id"] for r in read_jsonl(run / "results/alfworld/expert/train.jsonl")}
-    explored = read_jsonl(model / "explore/trajectories.jsonl")
+    explored = read_jsonl(model / "ref0/explore/trajectories.jsonl")
     assert {r["id"] for r in explored} == experts  # one pi_ref trajectory per training task
-    values = read_jsonl(model / "explore/step_values.jsonl")
+    values = read_jsonl(model / "ref0/explore/step_values.jsonl")
     assert values and all(0.0 <= v["value"] <= 1.0 and len(v["rewards"]) == 2 for v in values)
     for level in ["traj", "step"]:
-        report = json.loads((model / f"pairs/{level}_report.json").read_text())
-        pairs = read_jsonl(model / f"pairs/{level}.jsonl")
+        report = json.loads((model / f"ref0/pairs/{level}_report.json").read_text())
+        pairs = read_jsonl(model / f"ref0/pairs/{level}.jsonl")
         assert report["kept"] == len(pairs) <= report["candidates"]
         for pair in pairs:
             assert pair["prompt"][-1]["from"] == "human" and pair["chosen"][-1]["from"] == "gpt"
@@ -110,7 +110,7 @@ def test_rft_trains_only_when_pi_ref_added_a_success(run):
     """RFT = expert data + pi_ref's successful samples; with none it is SFT's training again, so the job
     copies SFT's model instead (the same weights; docs/performance.md)."""
     model = run / "results/alfworld/tiny"
-    successes = [r for r in read_jsonl(model / "explore/rft_samples.jsonl") if r["success"]]
+    successes = [r for r in read_jsonl(model / "ref0/explore/rft_samples.jsonl") if r["success"]]
     metrics = json.loads((model / "train/rft/seed0/train_metrics.json").read_text())
     sft = json.loads((model / "train/sft/seed0/train_metrics.json").read_text())
     if successes:
@@ -148,20 +148,20 @@ def test_expert_data_card_logs_and_benchmarks(run):
 def test_hpl_branch_segments_groups_curriculum_phases(run):
     model = run / "results/alfworld/tiny"
     for segmenter in SEGMENTERS:
-        rows = read_jsonl(model / f"segments/{segmenter}.jsonl")
+        rows = read_jsonl(model / f"ref0/segments/{segmenter}.jsonl")
         assert len(rows) == 3  # groups.tasks in the CI preset
         for row in rows:  # contiguous inclusive [start, end] pairs covering every action
             flat = [i for start, end in row["segments"] for i in range(start, end + 1)]
             assert flat == list(range(row["n_actions"]))
-        table = read_jsonl(model / f"groups/{segmenter}.jsonl")
+        table = read_jsonl(model / f"ref0/groups/{segmenter}.jsonl")
         assert table and all(0.0 <= r["expert_mc"] <= 1.0 for r in table)
-        grid = json.loads((model / f"curriculum/{segmenter}_grid.json").read_text())
-        pairs = read_jsonl(model / f"curriculum/{segmenter}.jsonl")
+        grid = json.loads((model / f"ref0/curriculum/{segmenter}_grid.json").read_text())
+        pairs = read_jsonl(model / f"ref0/curriculum/{segmenter}.jsonl")
         assert sum(sum(row.values()) for row in grid["buckets"].values()) == len(pairs)
         for pair in pairs:
             assert pair["difficulty"] > 0.3 and pair["chosen_mc"] >= 0.8 and pair["group_length"] >= 1
             assert pair["length_level"] in (1, 2, 3) and pair["difficulty_level"] in (1, 2, 3)
-    usage = json.loads((model / "segments/semantic_usage.json").read_text())
+    usage = json.loads((model / "ref0/segments/semantic_usage.json").read_text())
     assert usage["requests"] == 3  # one LLM request per segmented trajectory (n >= 2 actions)
     for phase in (1, 2, 3):
         assert (model / f"train/hpl-semantic/seed0/phase{phase}/train_metrics.json").exists()
@@ -365,10 +365,10 @@ def test_sharded_generation_equals_the_unsharded_run(run):
     # kept last in this module: it replaces generation outputs of the shared run with their gathered twins
     model = run / "results/alfworld/tiny"
     names = [
-        "explore/trajectories.jsonl",
-        "explore/step_continuations.jsonl",
-        "explore/step_values.jsonl",
-        "explore/step_records.jsonl",
+        "ref0/explore/trajectories.jsonl",
+        "ref0/explore/step_continuations.jsonl",
+        "ref0/explore/step_values.jsonl",
+        "ref0/explore/step_records.jsonl",
         "eval/sft/seed0/unseen.jsonl",
     ]
     unsharded = {name: (model / name).read_text() for name in names}

@@ -138,12 +138,12 @@ def test_table5_sums_by_hand(tmp_path):
     b = tmp_path / "results" / "benchmarks" / "alfworld" / "tiny"
     _tsv(b / "sft" / "seed0.tsv", 1080.0)  # 18 min
     _tsv(b / "eto" / "seed0.tsv", 780.0)
-    _tsv(b / "explore" / "trajectories.tsv", 3600.0)
-    _tsv(b / "explore" / "step_rollouts.tsv", 600.0, 1200.0)  # two repeats -> mean 900
-    _tsv(b / "segments" / "semantic.tsv", 30.0)
-    _tsv(b / "groups" / "semantic.tsv", 390.0)
+    _tsv(b / "ref0" / "explore" / "trajectories.tsv", 3600.0)
+    _tsv(b / "ref0" / "explore" / "step_rollouts.tsv", 600.0, 1200.0)  # two repeats -> mean 900
+    _tsv(b / "ref0" / "segments" / "semantic.tsv", 30.0)
+    _tsv(b / "ref0" / "groups" / "semantic.tsv", 390.0)
     _tsv(b / "hpl-semantic" / "seed0.tsv", 1560.0)
-    usage = tmp_path / "results" / "alfworld" / "tiny" / "segments" / "semantic_usage.json"
+    usage = tmp_path / "results" / "alfworld" / "tiny" / "ref0" / "segments" / "semantic_usage.json"
     usage.parent.mkdir(parents=True)
     usage.write_text(json.dumps({"calls": 40, "cache_hits": 2, "requests": 42, "prompt_tokens": 9}))
 
@@ -168,7 +168,7 @@ def test_table5_rft_counts_sft_training_when_it_copied_sft_model(tmp_path, copie
     b = tmp_path / "results" / "benchmarks" / "webshop" / "tiny"
     _tsv(b / "sft" / "seed0.tsv", 2400.0)  # 40 min
     _tsv(b / "rft" / "seed0.tsv", 3.0 if copied else 2460.0)
-    _tsv(b / "explore" / "rft_samples.tsv", 60.0)
+    _tsv(b / "ref0" / "explore" / "rft_samples.tsv", 60.0)
     metrics = tmp_path / "results" / "webshop" / "tiny" / "train" / "rft" / "seed0" / "train_metrics.json"
     metrics.parent.mkdir(parents=True)
     copied_from = {"copied_from": "results/webshop/tiny/train/sft/seed0"} if copied else {}
@@ -197,12 +197,22 @@ def test_table5_missing_file_named(tmp_path):
 
 def test_table5_inputs_layout_and_errors(tmp_path):
     inputs = table5_inputs("alfworld", "tiny", ["rft", "ipr", "hpl-fixed_n-static"], seed=1, root="r")
+    # seed 1's training data came from its own pi_ref (reference_seed: each) ...
     assert [str(p) for p in inputs["rft"]["generation"]] == [
-        "r/benchmarks/alfworld/tiny/explore/rft_samples.tsv"
+        "r/benchmarks/alfworld/tiny/ref1/explore/rft_samples.tsv"
     ]
     assert [str(p) for p in inputs["ipr"]["training"]] == ["r/benchmarks/alfworld/tiny/ipr/seed1.tsv"]
     hpl = inputs["hpl-fixed_n-static"]
-    assert [p.name for p in hpl["generation"]][2:] == ["fixed_n.tsv", "fixed_n.tsv"]
+    assert [str(p) for p in hpl["generation"]][2:] == [
+        "r/benchmarks/alfworld/tiny/ref1/segments/fixed_n.tsv",
+        "r/benchmarks/alfworld/tiny/ref1/groups/fixed_n.tsv",
+    ]
+    # ... or from the one shared pi_ref of a fixed reference seed
+    shared = table5_inputs("alfworld", "tiny", ["ipr"], seed=1, reference_seed=0, root="r")["ipr"]
+    assert [str(p) for p in shared["generation"]] == [
+        "r/benchmarks/alfworld/tiny/ref0/explore/step_rollouts.tsv"
+    ]
+    assert [str(p) for p in shared["training"]] == ["r/benchmarks/alfworld/tiny/ipr/seed1.tsv"]
     assert hpl["llm"] is None and hpl["llm_usage"] == []
     with pytest.raises(ValueError, match="llm_model"):
         table5_inputs("alfworld", "tiny", ["hpl-semantic"])

@@ -42,6 +42,7 @@ def write_config(tmp_path: Path, overrides: dict) -> Path:
         ({"methods": ["sft", "dpo_magic"]}, "dpo_magic"),
         ({"benchmarks": ["alfwrld"]}, "alfwrld"),
         ({"models": ["tiny", "gpt5"]}, "gpt5"),
+        ({"reference_seed": "every"}, "every"),
     ],
 )
 def test_bad_config_is_named_before_any_job(tmp_path, override, named):
@@ -98,6 +99,41 @@ def test_dry_run_lists_dag_from_data_to_tables(tmp_path):
     for rule in ["benchmark_data", "expert", "tiny_model", "sft", "evaluate", "tables"]:
         assert re.search(rf"^rule {rule}:", out, re.M), f"rule {rule} missing from the DAG"
     assert "results/alfworld/tiny/eval/sft/seed0/unseen.jsonl" in out
+
+
+def _job_inputs(dry_run_output: str, output: str) -> str:
+    """The input line of the dry-run job whose output line names `output`."""
+    for block in dry_run_output.split("\n\n"):
+        lines = [line.strip() for line in block.splitlines()]
+        if any(line.startswith("output:") and output in line for line in lines):
+            return next(line for line in lines if line.startswith("input:"))
+    raise AssertionError(f"no job writes {output}")
+
+
+@pytest.mark.parametrize("reference_seed", ["each", 0])
+def test_reference_seed_sets_whose_data_each_seed_trains_on(tmp_path, reference_seed):
+    """`each`: seed 1's ETO starts from SFT seed 1 and its own exploration (ref1/); a number: every seed
+    starts from that SFT seed and shares its one exploration."""
+    override = write_config(
+        tmp_path,
+        {
+            "benchmarks": ["webshop"],
+            "methods": ["sft", "eto"],
+            "seeds": [0, 1],
+            "reference_seed": reference_seed,
+        },
+    )
+    result = dry_run(tmp_path, "results/table1.csv", "--configfile", str(override))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    ref = 1 if reference_seed == "each" else 0
+    eto = _job_inputs(out, "results/webshop/tiny/train/eto/seed1")
+    assert f"results/webshop/tiny/ref{ref}/pairs/traj.jsonl" in eto
+    assert re.findall(r"train/sft/seed(\d+)", eto) == [str(ref)]  # pi_ref
+    explore = _job_inputs(out, f"results/webshop/tiny/ref{ref}/explore/trajectories.jsonl")
+    assert re.findall(r"train/sft/seed(\d+)", explore) == [str(ref)]
+    explorations = re.findall(r"output: results/webshop/tiny/ref(\d)/explore/trajectories.jsonl", out)
+    assert sorted(explorations) == (["0", "1"] if reference_seed == "each" else ["0"])
 
 
 def test_paper_preset_is_valid(tmp_path):
