@@ -18,6 +18,7 @@ from hpl.settings import (
     RolloutSettings,
     explored_tasks,
     params,
+    reference_seed,
     runtime,
 )
 
@@ -200,3 +201,11 @@ def test_a_benchmarks_explore_tasks_override_the_shared_count_for_it_alone():
     assert all(after[b] == before[b] for b in BENCHMARKS if b != "webshop")
     config["webshop"]["explore_tasks"] = None  # null: exploration.tasks again
     assert _all_params(config) == before
+
+
+def test_reference_seed_each_gives_every_seed_its_own_pi_ref_and_a_number_one_for_all():
+    config = _config()
+    assert config["reference_seed"] == "each"  # the embedded default: seeds replicate the whole pipeline
+    assert [reference_seed(config, s) for s in (0, 1, "2")] == [0, 1, 2]  # wildcards are strings
+    config["reference_seed"] = 1
+    assert [reference_seed(config, s) for s in (0, 1, "2")] == [1, 1, 1]
