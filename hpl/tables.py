@@ -5,8 +5,9 @@ episode) gives one number per metric; a table cell is the mean over the configur
 "mean ± std" (sample standard deviation) when there is more than one seed and plain "mean" for one.
 Scores are percentages with two decimals, as in the paper. A cell whose benchmark was not run is empty,
 never zero, and so is the Average unless all six cells of its row are filled.
-A long-format companion (`*_long.csv`: model, method, column, mean, std, n) keeps the raw numbers, and
-`versus_baseline` says which methods differ from SFT by more than one seed std (`table1_vs_sft.csv`).
+A long-format companion (`*_long.csv`: model, method, column, mean, std, n, and the per-seed seeds and values)
+keeps the raw numbers, and `versus_baseline` says which methods differ from SFT by more than one seed std
+and by how much seed by seed (`table1_vs_sft.csv`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ TABLE1_COLUMNS: list[tuple[str, str, str, str]] = [
     ("InterCode-SQL Avg. Reward", "intercode_sql", "test", "avg_reward"),
     ("InterCode-SQL Success", "intercode_sql", "test", "success"),
 ]
-LONG_COLUMNS = ["Model", "Method", "Column", "mean", "std", "n"]
+LONG_COLUMNS = ["Model", "Method", "Column", "mean", "std", "n", "seeds", "values"]
 VERSUS_COLUMNS = [
     "Model",
     "Method",
@@ -37,6 +38,9 @@ VERSUS_COLUMNS = [
     "difference",
     "larger_std",
     "beyond_one_std",
+    "paired_difference",
+    "paired_std",
+    "seeds_better",
 ]
 ALFWORLD_TYPES = ["Pick", "Clean", "Heat", "Cool", "Examine", "Pick2"]
 
@@ -128,42 +132,57 @@ def table1(runs: Iterable[EvalRun], order: Sequence[tuple[str, str]] | None = No
             values = list(by_seed.values())
             row[title] = format_cell(values)
             if values:
-                mean, std = mean_std(values)
-                long.append(
-                    {
-                        "Model": model,
-                        "Method": method,
-                        "Column": title,
-                        "mean": mean,
-                        "std": std,
-                        "n": len(values),
-                    }
-                )
+                long.append(_long_row(model, method, title, by_seed))
             for seed, value in by_seed.items():
                 per_seed.setdefault(seed, []).append(value)
         # Average: per seed the mean of the six cells, then mean ± std over seeds; empty unless complete
-        complete = [sum(v) / len(v) for v in per_seed.values() if len(v) == len(TABLE1_COLUMNS)]
-        row["Average"] = format_cell(complete) if complete and len(complete) == len(per_seed) else ""
+        complete = {s: sum(v) / len(v) for s, v in per_seed.items() if len(v) == len(TABLE1_COLUMNS)}
+        row["Average"] = (
+            format_cell(list(complete.values())) if complete and len(complete) == len(per_seed) else ""
+        )
         if row["Average"]:
-            mean, std = mean_std(complete)
-            long.append(
-                {
-                    "Model": model,
-                    "Method": method,
-                    "Column": "Average",
-                    "mean": mean,
-                    "std": std,
-                    "n": len(complete),
-                }
-            )
+            long.append(_long_row(model, method, "Average", complete))
         wide.append(row)
     return pd.DataFrame(wide), pd.DataFrame(long, columns=LONG_COLUMNS)
+
+
+def _long_row(model: str, method: str, column: str, by_seed: dict[int, float]) -> dict:
+    """One cell in long format: mean, std and count over seeds, and the per-seed values themselves."""
+    mean, std = mean_std(list(by_seed.values()))
+    return {
+        "Model": model,
+        "Method": method,
+        "Column": column,
+        "mean": mean,
+        "std": std,
+        "n": len(by_seed),
+        "seeds": " ".join(str(seed) for seed in by_seed),
+        "values": " ".join(f"{value:.4f}" for value in by_seed.values()),
+    }
+
+
+def _by_seed(record: dict) -> dict[int, float]:
+    seeds, values = str(record["seeds"]).split(), str(record["values"]).split()
+    return {int(seed): float(value) for seed, value in zip(seeds, values, strict=True)}
+
+
+def paired(method: dict[int, float], baseline: dict[int, float]) -> tuple[float, float | None, str] | None:
+    """Seed by seed, method minus baseline over the seeds both have: (mean, sample std, "better/n").
+    With `reference_seed: each` seed s of a preference method starts from SFT seed s, so this difference
+    removes the spread SFT seeds add to both rows."""
+    common = sorted(method.keys() & baseline.keys())
+    if not common:
+        return None
+    differences = [method[seed] - baseline[seed] for seed in common]
+    mean, std = mean_std(differences)
+    return mean, std, f"{sum(d > 0 for d in differences)}/{len(differences)}"
 
 
 def versus_baseline(long: pd.DataFrame, baseline: str = "sft") -> pd.DataFrame:
     """Each method's cells against the baseline method's (same model and column): the difference of the
     means, the larger of the two seed stds, and whether the difference exceeds it ("beyond one std"; empty
-    with a single seed, where no spread was measured)."""
+    with a single seed, where no spread was measured); and the paired difference seed by seed (`paired`):
+    its mean, its std over seeds and in how many seeds the method was above."""
     rows = []
     for record in long.to_dict("records"):
         if record["Method"] == baseline:
@@ -179,6 +198,11 @@ def versus_baseline(long: pd.DataFrame, baseline: str = "sft") -> pd.DataFrame:
         stds = [s for s in (record["std"], other["std"]) if s is not None and not pd.isna(s)]
         larger = max(stds) if len(stds) == 2 else None
         difference = record["mean"] - other["mean"]
+        paired_mean, paired_std, better = paired(_by_seed(record), _by_seed(other.to_dict())) or (
+            None,
+            None,
+            "",
+        )
         rows.append(
             {
                 "Model": record["Model"],
@@ -189,6 +213,9 @@ def versus_baseline(long: pd.DataFrame, baseline: str = "sft") -> pd.DataFrame:
                 "difference": difference,
                 "larger_std": larger,
                 "beyond_one_std": None if larger is None else abs(difference) > larger,
+                "paired_difference": paired_mean,
+                "paired_std": paired_std,
+                "seeds_better": better,
             }
         )
     return pd.DataFrame(rows, columns=VERSUS_COLUMNS)

@@ -94,6 +94,28 @@ def test_versus_baseline_flags_differences_beyond_one_std():
     assert ipr["difference"] == pytest.approx(1.0) and ipr["larger_std"] == pytest.approx(3.0)
     assert bool(ipr["beyond_one_std"]) is False
     assert "sft" not in versus.index.get_level_values("Method")
+    # seed by seed: ETO 10, 9, 8 above SFT; IPR 0, +4, -1 (above in one seed of three)
+    assert eto["paired_difference"] == pytest.approx(9.0) and eto["paired_std"] == pytest.approx(1.0)
+    assert eto["seeds_better"] == "3/3"
+    assert ipr["paired_difference"] == pytest.approx(1.0) and ipr["paired_std"] == pytest.approx(7**0.5)
+    assert ipr["seeds_better"] == "1/3"
+
+
+def test_long_table_keeps_each_seeds_value_and_pairs_only_shared_seeds():
+    runs = [
+        *(_webshop("sft", seed, [r / 100]) for seed, r in [(0, 20), (1, 30), (2, 40)]),
+        *(_webshop("eto", seed, [r / 100]) for seed, r in [(0, 25), (2, 38)]),  # seed 1 not run
+    ]
+    long = table1(runs)[1].set_index(["Method", "Column"])
+    assert long.loc[("sft", "WebShop Avg. Reward"), "seeds"] == "0 1 2"
+    assert long.loc[("eto", "WebShop Avg. Reward"), "values"] == "25.0000 38.0000"
+    eto = (
+        versus_baseline(long.reset_index(), "sft")
+        .set_index(["Method", "Column"])
+        .loc[("eto", "WebShop Avg. Reward")]
+    )
+    assert eto["difference"] == pytest.approx(31.5 - 30.0)  # means over different seeds
+    assert eto["paired_difference"] == pytest.approx((5 - 2) / 2) and eto["seeds_better"] == "1/2"
 
 
 def test_versus_baseline_leaves_one_seed_undecided():
