@@ -143,7 +143,7 @@ def train_sft(
 
 def copy_sft_model(sft_dir: str | Path, out_dir: str | Path) -> dict:
     """RFT's model when pi_ref had no successful sample to add: RFT would then train SFT's data with SFT's
-    settings and seed, which gives SFT's weights bit for bit (training is deterministic; docs/performance.md),
+    settings and seed, which gives SFT's weights bit for bit on one machine (benchmarks/determinism.py),
     so SFT's model of the seed is copied instead of trained again. Returns its metrics, marked as copied."""
     source = Path(sft_dir)
     metrics = json.loads((source / "train_metrics.json").read_text())
