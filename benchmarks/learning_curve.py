@@ -56,7 +56,7 @@ COLUMNS = (
 
 def expert_records(bench: str, data_dir: Path, settings: dict, n: int, work: Path) -> list[dict]:
     """The first `n` expert trajectories of the seeded training subset, collected once per (bench, n)."""
-    path = work / f"{bench}-expert-{n}{_source_tag(bench, settings)}.jsonl"
+    path = work / f"{bench}-expert-{n}{_source_tag(bench, settings)}{_split_tag(bench, settings)}.jsonl"
     if not path.exists():
         spec = BENCHMARKS[bench]
         factory = env_factory(spec, data_dir, settings)
@@ -120,7 +120,8 @@ def sweep(args: argparse.Namespace, config: dict) -> None:
         if not modes:
             continue
         records = expert_records(bench, data_dir, settings, point["train_tasks"], work)
-        name = "-".join(f"{k}{v}" for k, v in point.items()) + _source_tag(bench, settings)
+        name = "-".join(f"{k}{v}" for k, v in point.items())
+        name += _source_tag(bench, settings) + _split_tag(bench, settings)
         if args.base:
             name = f"{Path(base).name}-{name}"
         else:
@@ -182,6 +183,13 @@ def _source_tag(bench: str, settings: dict) -> str:
     """What names another expert source's files ("" for the source the earlier sweeps used)."""
     source = settings.get("expert_source", UNTAGGED_SOURCES[bench])
     return "" if source == UNTAGGED_SOURCES[bench] else f"-{source}"
+
+
+def _split_tag(bench: str, settings: dict) -> str:
+    """What names InterCode-SQL's non-default split in the expert and model files ("" for `database`):
+    its training tasks differ (the paper split trains on tasks of the database split's test set)."""
+    split = settings.get("split", "database") if bench == "intercode_sql" else "database"
+    return "" if split == "database" else f"-{split}"
 
 
 def _variant(bench: str, settings: dict) -> str:
