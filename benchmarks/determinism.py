@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 
+from hpl.benchmarks import BENCHMARKS, prepare_benchmark  # noqa: E402
 from hpl.mirror import PROJECT_ROOT  # noqa: E402
 
 VARIANTS = {
@@ -42,7 +43,6 @@ def train_once(args: argparse.Namespace, out: Path) -> dict:
     import torch
     from learning_curve import expert_records
 
-    from hpl.benchmarks import prepare_benchmark
     from hpl.models import build_tiny_model
     from hpl.sft import train_sft
 
@@ -64,23 +64,24 @@ def train_once(args: argparse.Namespace, out: Path) -> dict:
     }
 
 
-def weights_hash(model_dir: Path) -> str:
+def weights(model_dir: Path) -> dict:
     from safetensors.torch import load_file
 
-    state = load_file(str(model_dir / "model.safetensors"))
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def weights_hash(model_dir: Path) -> str:
+    state = weights(model_dir)
     return hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()[:16]
 
 
-def max_difference(a: Path, b: Path) -> float:
-    from safetensors.torch import load_file
-
-    left, right = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+def max_difference(left: dict, right: dict) -> float:
     return max((left[k] - right[k]).abs().max().item() for k in left)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("bench", choices=["alfworld", "webshop", "intercode_sql"])
+    parser.add_argument("bench", choices=sorted(BENCHMARKS))
     parser.add_argument("--tasks", type=int, default=200, help="expert trajectories to train on")
     parser.add_argument("--steps", type=int, default=100, help="SFT optimiser steps per run")
     parser.add_argument("--config", default=str(PROJECT_ROOT / "config" / "config.yaml"))
@@ -100,8 +101,9 @@ def main() -> None:
         if done.returncode:
             sys.exit(f"{name}: the training run failed:\n{done.stderr[-3000:]}")
         row = json.loads(done.stdout.strip().splitlines()[-1])
-        first = first or out / "sft"
-        diff = max_difference(first, out / "sft")
+        state = weights(out / "sft")
+        first = first if first is not None else state
+        diff = max_difference(first, state)
         print(
             f"{name:<15} {row['kernels']:<8} {row['threads']:>7} {row['loss']:>20.15f} {row['weights']:<17} {diff:.3g}"
         )

@@ -185,17 +185,21 @@ def _source_tag(bench: str, settings: dict) -> str:
     return "" if source == UNTAGGED_SOURCES[bench] else f"-{source}"
 
 
+def _split(bench: str, settings: dict) -> str | None:
+    """InterCode-SQL's split (None for the other benchmarks)."""
+    return settings.get("split", "database") if bench == "intercode_sql" else None
+
+
 def _split_tag(bench: str, settings: dict) -> str:
     """What names InterCode-SQL's non-default split in the expert and model files ("" for `database`):
     its training tasks differ (the paper split trains on tasks of the database split's test set)."""
-    split = settings.get("split", "database") if bench == "intercode_sql" else "database"
-    return "" if split == "database" else f"-{split}"
+    return "" if _split(bench, settings) in (None, "database") else f"-{_split(bench, settings)}"
 
 
 def _variant(bench: str, settings: dict) -> str:
     """The benchmark settings a row was measured under beyond the levers: InterCode-SQL's split, and the
     expert source where it is not the earlier sweeps' (`_source_tag`)."""
-    parts = [settings.get("split", "database")] if bench == "intercode_sql" else []
+    parts = [_split(bench, settings)] if _split(bench, settings) else []
     if _source_tag(bench, settings):
         parts.append(f"{settings['expert_source']} experts")
     return ", ".join(parts) or "-"
