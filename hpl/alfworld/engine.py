@@ -14,6 +14,9 @@ This module keeps the engine's own code paths and replaces only what is pure:
   game logic is memoized per (domain, grammar). With `fast_commands`, the text of each applicable command
   is memoized per action and text-relevant arguments within a loaded game (it depends only on static
   facts of the game).
+- `FastGrammar` (with `fast_commands`): the engine's text derivation (command texts, a step's feedback, the
+  intro) with each grammar string parsed once instead of on every call, and contexts copied one level
+  deep instead of deep-copied; the same text.
 - `EngineSnapshot` / `capture` / `restore`: a mid-episode state saved and restored without replay through
   the Fast Downward state registry (`get_state_id` / `set_state_id` in the env's own copy of
   `libdownward.so`) plus copies of the Python-side PDDL state fields and of the env's game state.
@@ -25,6 +28,7 @@ unmodified engine step by step on games of every type.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import hashlib
 import json
@@ -43,7 +47,7 @@ from typing import Any
 import fast_downward
 import textworld
 from textworld.core import GameState
-from textworld.envs.pddl import PddlEnv
+from textworld.envs.pddl import PddlEnv, textgen
 from textworld.envs.pddl import logic as pddl_logic
 from textworld.logic import Proposition, Variable
 
@@ -208,6 +212,126 @@ def game_logic(domain: str, grammar: str) -> pddl_logic.GameLogic:
     )
 
 
+#: FastGrammar (its parses) per (domain, grammar), like the logic it derives from
+_GRAMMAR_CACHE = _Lru(64)
+
+
+def fast_grammar(domain: str, grammar: str) -> FastGrammar:
+    return _GRAMMAR_CACHE.get_or_make(
+        _digest(domain, grammar), lambda: FastGrammar(game_logic(domain, grammar).grammar)
+    )
+
+
+# --- text derivation ---------------------------------------------------------------------------------
+class FastGrammar:
+    """`ContextSensitiveGrammar.derive` of textworld 1.7.0 without its repeated work, the same text.
+
+    The stock derivation re-parses with tatsu, on every call, the start template, each production rule's
+    condition and each conditional symbol's query, all strings fixed by the game's grammar, and it
+    deep-copies the context's variables (EntityInfo objects) and mapping for every symbol it expands.
+    Here each parse is done once per grammar (the parsed symbols are copied before use, as the stock
+    `replace` copies a rule's right-hand side) and contexts are copied one level deep: the derivation
+    adds entries to a context's dicts but never changes the objects in them (an EvalSymbol only reads
+    attributes). A step's feedback was ~60% tatsu parsing and deep copies (docs/performance.md).
+    tests/test_alfworld.py compares every observation and command with the unmodified engine.
+    """
+
+    def __init__(self, grammar: Any) -> None:
+        self.grammar = grammar
+        self._symbols: dict[str, list] = {}
+        self._queries: dict[str, Any] = {}
+
+    def derive(self, start: str, context: dict) -> str:
+        stack = self._parsed(start)[::-1]
+        for symbol in stack:
+            symbol.context = _copy_context(context)
+        derived = []
+        while stack:
+            symbol = stack.pop()
+            if isinstance(symbol, textgen.TerminalSymbol):
+                derived.append(symbol)
+            elif isinstance(symbol, textgen.NonterminalSymbol):
+                stack += self._replace(symbol)[::-1]
+            elif isinstance(symbol, textgen.ConditionalSymbol):
+                stack += self._conditional(symbol)[::-1]
+            elif isinstance(symbol, textgen.ListSymbol):
+                stack += self._list(symbol)[::-1]
+            elif isinstance(symbol, textgen.EvalSymbol):
+                stack += symbol.derive()[::-1]
+            else:
+                raise NotImplementedError(f"Unknown symbol: {type(symbol)}")
+        return "".join(map(str, derived))
+
+    def _parsed(self, text: str) -> list:
+        if text not in self._symbols:
+            self._symbols[text] = textgen._parse_and_convert(text, rule_name="symbols")
+        return copy.deepcopy(self._symbols[text])
+
+    def _query(self, expression: str) -> Any:
+        if expression not in self._queries:
+            self._queries[expression] = textworld.logic.Rule.parse_conjunctive_query(expression)
+        return self._queries[expression]
+
+    def _replace(self, start: Any) -> list:
+        """`ContextSensitiveGrammar.replace`: the first applicable rule's symbols in the start's context."""
+        rules = self.grammar._rules.get(str(start))
+        if not rules:
+            raise textgen.CSGUnknownSymbolError(start)
+        state, mapping = start.context["state"], start.context["mapping"]
+        applicable = [
+            rule
+            for rule in rules
+            if not rule.condition
+            or any(True for _ in state.all_assignments(self._query(rule.condition), mapping))
+        ]
+        symbols = copy.deepcopy(applicable[0].rhs)
+        for symbol in symbols:
+            symbol.context = _copy_context(start.context)
+        return symbols
+
+    def _conditional(self, symbol: Any) -> list:
+        """`ConditionalSymbol.derive`: its expression once per assignment of its query (or once)."""
+        if len(symbol.context) == 0:
+            raise ValueError("Empty context")
+        context = _copy_context(symbol.context)
+        contexts = [context]
+        if symbol.given:
+            contexts = []
+            for mapping in context["state"].all_assignments(self._query(symbol.given), context["mapping"]):
+                extended = _copy_context(context)
+                extended["variables"].update(
+                    {ph.name: extended["entity_infos"][var.name] for ph, var in mapping.items()}
+                )
+                extended["mapping"].update(mapping)
+                contexts.append(extended)
+        result = []
+        for each in contexts:
+            copied = copy.deepcopy(symbol.expression)
+            copied.context = _copy_context(each)
+            result.append(copied)
+        return result
+
+    def _list(self, symbol: Any) -> list:
+        """`ListSymbol.derive`: the inner symbol's derivation joined by the grammar's list separators."""
+        inner = symbol.symbol
+        inner.context = symbol.context
+        derivation = (
+            self._conditional(inner) if isinstance(inner, textgen.ConditionalSymbol) else inner.derive()
+        )
+        return textgen.display_list(derivation, symbol.context)
+
+
+def _copy_context(context: dict) -> dict:
+    """textgen.copy_context with the variables and mapping copied one level deep (see FastGrammar)."""
+    return {
+        "state": context["state"],
+        "facts": context["facts"],
+        "variables": dict(context["variables"]),
+        "mapping": dict(context["mapping"]),
+        "entity_infos": context["entity_infos"],
+    }
+
+
 # --- the engine -------------------------------------------------------------------------------------
 class CachedPddlState(pddl_logic.PddlState):
     """textworld's `PddlState`, built from a cached `Translation` instead of translating again.
@@ -295,6 +419,10 @@ class CachedPddlEnv(PddlEnv):
         self._game_data = data
         self.walkthrough = data.get("walkthrough", None)
         self._logic = game_logic(data["pddl_domain"], data["grammar"])
+        # the text derivation: FastGrammar with fast_commands, else the engine's own
+        self._grammar = (
+            fast_grammar(data["pddl_domain"], data["grammar"]) if self.fast_commands else self._logic.grammar
+        )
         self._translation = self.translations.get(data["pddl_domain"], data["pddl_problem"])
         self._command_text, self._template_names = {}, {}
         self._pddl_state = self._new_pddl_state()
@@ -319,7 +447,7 @@ class CachedPddlEnv(PddlEnv):
             "mapping": {},
             "entity_infos": self._entity_infos,
         }
-        self.state.feedback = self._logic.grammar.derive("#intro#", context)
+        self.state.feedback = self._grammar.derive("#intro#", context)
         self.state.raw = self.state.feedback
         self._gather_infos()
         if "walkthrough" in self.request_infos.extras:
@@ -370,7 +498,7 @@ class CachedPddlEnv(PddlEnv):
             "mapping": action.mapping,
             "entity_infos": self._entity_infos,
         }
-        self.state.feedback = self._logic.grammar.derive(action.feedback_rule, context)
+        self.state.feedback = self._grammar.derive(action.feedback_rule, context)
 
     def _gather_infos(self) -> None:
         if not self.fast_commands:
@@ -413,7 +541,7 @@ class CachedPddlEnv(PddlEnv):
                     "mapping": action.mapping,
                     "entity_infos": self._entity_infos,
                 }
-                action.command_template = self._logic.grammar.derive(action.command_template, context)
+                action.command_template = self._grammar.derive(action.command_template, context)
                 text = self._command_text[key] = action.format_command(mapping)
             commands.append(text)
         state["_valid_commands"] = commands
