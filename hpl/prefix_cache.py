@@ -104,6 +104,7 @@ def decode(
     processors: Sequence[Sequence[Callable]],
     stop_when: Callable | None = None,
     lookahead: int = 0,
+    ragged: bool = True,
 ) -> tuple[list[list[int]], list[Entry]]:
     """Generate a reply for each row (stored entry or None, tokens of it reused, the full prompt).
 
@@ -111,41 +112,45 @@ def decode(
     [1, vocab] scores). With `lookahead`, each forward also feeds up to that many draft tokens per row
     (`prompt_lookup`); a row keeps the drafts its own choices confirm, each chosen from the logits after
     the confirmed tokens before it, so the reply is the one token-by-token decoding writes (up to the logits'
-    last float bits), in fewer forwards. Returns each row's reply tokens (up to and including the token that
+    last float bits), in fewer forwards. With `ragged`, rows whose numbers of new tokens are far apart (a
+    new episode's whole prompt beside turns that add an observation) are encoded in separate forwards
+    (`prefill_groups`), since one forward pads every row to the longest. Returns each row's reply tokens (up to and including the token that
     ended it) and its new entry (prompt plus the reply tokens the model has encoded: all but the last).
     """
     import torch
-    from transformers import DynamicCache
 
     device = next(model.parameters()).device
     argument = _cache_argument(model)
     batch = len(rows)
     reused = [n for _, n, _ in rows]
     suffixes = [list(prompt[n:]) for _, n, prompt in rows]
-    past, width = max(reused), max(len(s) for s in suffixes)
-    cache = DynamicCache(config=model.config)
-    # every slot this call can reach, reserved at once: a forward then writes its keys and values in place,
-    # where DynamicLayer copies the whole cache to append; each forward feeds at most 1 + lookahead slots
-    capacity = past + width + max_new_tokens * (1 + lookahead)
-    cache.layers = [_reserved_layer()(capacity) for _ in cache.layers]
-    if past:
-        _fill_past(cache.layers, rows, past)
-    ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in suffixes], device=device)
+    groups = prefill_groups(reused, [len(s) for s in suffixes]) if ragged else [list(range(batch))]
+    if len(groups) == 1:  # one forward over every row's new tokens, written where the decode steps follow
+        past, width = max(reused), max(len(s) for s in suffixes)
+        # every slot this call can reach, reserved at once: a forward then writes its keys and values in
+        # place, where DynamicLayer copies the whole cache to append; a forward feeds <= 1 + lookahead slots
+        capacity = past + width + max_new_tokens * (1 + lookahead)
+        cache, logits = _prefill(model, rows, suffixes, capacity, pad_id, argument)
+        slots = [  # per row: the cache slots holding its real tokens, in order
+            [*range(past - n, past), *range(past + width - len(s), past + width)]
+            for n, s in zip(reused, suffixes)
+        ]
+        used = past + width
+    else:  # rows far apart in new tokens: each group its own forward, then one cache, right-aligned
+        totals = [n + len(s) for n, s in zip(reused, suffixes)]
+        used = max(totals)
+        capacity = used + max_new_tokens * (1 + lookahead)
+        cache, logits = _prefill_ragged(model, rows, suffixes, groups, capacity, used, pad_id, argument)
+        slots = [list(range(used - total, used)) for total in totals]
     mask = torch.zeros(batch, capacity, dtype=torch.long, device=device)
-    slots = []  # per row: the cache slots holding its real tokens, in order
-    for row, (n, s) in enumerate(zip(reused, suffixes)):
-        slots.append([*range(past - n, past), *range(past + width - len(s), past + width)])
+    for row in range(batch):
         mask[row, slots[row]] = 1
-    positions = torch.tensor(
-        [[0] * (width - len(s)) + list(range(n, n + len(s))) for n, s in zip(reused, suffixes)], device=device
-    )
     stops = set(stop_ids)
     prompts = [np.asarray(prompt, dtype=np.int64) for _, _, prompt in rows]  # prompt lookup's context
     replies: list[list[int]] = [[] for _ in range(batch)]
     live = list(range(batch))
     drafts: list[list[int]] = [[] for _ in range(batch)]
-    used = past + width  # slots written so far
-    next_position = [n + len(s) for n, s in zip(reused, suffixes)]
+    next_position = [n + len(s) for n, s in zip(reused, suffixes)]  # `used`: slots written so far
 
     def choose(row: int, logits) -> bool:
         """Append the row's next token from `logits`; True when that ends the reply."""
@@ -161,7 +166,6 @@ def decode(
         return stop_when is not None and bool(stop_when(generated, scores)[0])
 
     with torch.no_grad():
-        logits = _logits(model, ids, mask[:, :used], positions, cache, argument, keep=1)
         fed_from = None  # first slot of the last forward's fed tokens
         while live:
             still = []
@@ -203,6 +207,94 @@ def decode(
         for row, ((_, _, prompt), reply) in enumerate(zip(rows, replies))
     ]
     return replies, entries
+
+
+#: a forward's fixed cost, in query x key pairs of attention (~5 ms on 2 CPU cores), for `prefill_groups`
+FORWARD_COST = 400_000
+
+
+def prefill_groups(
+    reused: Sequence[int], widths: Sequence[int], overhead: int = FORWARD_COST
+) -> list[list[int]]:
+    """Rows in groups, each encoded by one forward: contiguous runs of the rows sorted by new tokens
+    (`widths`), chosen to minimise the padded attention work (rows x longest new tokens x keys) plus
+    `overhead` per forward. One group (today's single forward) unless splitting saves more than a forward."""
+    order = sorted(range(len(widths)), key=lambda row: widths[row])
+
+    def cost(i: int, j: int) -> int:  # rows order[i:j] in one forward
+        members = order[i:j]
+        width, past = widths[members[-1]], max(reused[row] for row in members)
+        return len(members) * width * (past + width) + overhead
+
+    best, cut = [0] + [None] * len(order), [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        best[j], cut[j] = min((best[i] + cost(i, j), i) for i in range(j))
+    if best[-1] + overhead >= cost(0, len(order)):  # merging the groups back costs a copy: keep one forward
+        return [list(range(len(widths)))]
+    groups, j = [], len(order)
+    while j:
+        groups.append(sorted(order[cut[j] : j]))
+        j = cut[j]
+    return groups[::-1]
+
+
+def _prefill(model, rows, suffixes, capacity: int | None, pad_id: int, argument: str):
+    """(cache, logits): a reserved cache of `capacity` slots (None: just enough) holding `rows`' stored
+    prefixes (left-padded to the longest), then their new tokens (left-padded to the longest) encoded by one
+    forward, and the logits of each row's last position."""
+    import torch
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    reused = [n for _, n, _ in rows]
+    past, width = max(reused), max(len(s) for s in suffixes)
+    cache = DynamicCache(config=model.config)
+    cache.layers = [_reserved_layer()(capacity or past + width) for _ in cache.layers]
+    if past:
+        _fill_past(cache.layers, rows, past)
+    ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in suffixes], device=device)
+    mask = torch.zeros(len(rows), past + width, dtype=torch.long, device=device)
+    for row, (n, s) in enumerate(zip(reused, suffixes)):
+        mask[row, past - n : past] = 1
+        mask[row, past + width - len(s) :] = 1
+    positions = torch.tensor(
+        [[0] * (width - len(s)) + list(range(n, n + len(s))) for n, s in zip(reused, suffixes)], device=device
+    )
+    with torch.no_grad():
+        return cache, _logits(model, ids, mask, positions, cache, argument, keep=1)
+
+
+def _prefill_ragged(model, rows, suffixes, groups, capacity: int, used: int, pad_id: int, argument: str):
+    """Each group's rows encoded by their own forward (`_prefill`), then copied into one reserved cache in
+    which every row's tokens end at slot `used` (zeros before them, masked). Returns (cache, logits)."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    cache.layers = [_reserved_layer()(capacity) for _ in cache.layers]
+    logits = [None] * len(rows)
+    for group in groups:
+        part, part_logits = _prefill(
+            model, [rows[r] for r in group], [suffixes[r] for r in group], None, pad_id, argument
+        )
+        past = max(rows[r][1] for r in group)
+        width = max(len(suffixes[r]) for r in group)
+        for layer, small in zip(cache.layers, part.layers):
+            if not layer.is_initialized:
+                layer.reserve(small.keys[0], len(rows))
+            for big_buffer, small_buffer in zip(layer.buffers, small.buffers):
+                for i, row in enumerate(group):
+                    n, new = rows[row][1], len(suffixes[row])
+                    big_buffer[row, :, : used - n - new] = 0
+                    big_buffer[row, :, used - n - new : used - new] = small_buffer[i, :, past - n : past]
+                    big_buffer[row, :, used - new : used] = small_buffer[
+                        i, :, past + width - new : past + width
+                    ]
+        for i, row in enumerate(group):
+            logits[row] = part_logits[i]
+    for layer in cache.layers:
+        layer.keys, layer.values = (buffer[:, :, :used] for buffer in layer.buffers)
+    return cache, torch.stack(logits)
 
 
 @functools.cache

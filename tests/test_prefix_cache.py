@@ -14,7 +14,7 @@ from hpl.alfworld.expert import collect_expert
 from hpl.episodes import play, select_tasks
 from hpl.models import build_tiny_model
 from hpl.policy import HFPolicy
-from hpl.prefix_cache import Entry, PrefixStore, common_prefix, prompt_lookup
+from hpl.prefix_cache import Entry, PrefixStore, common_prefix, decode, prefill_groups, prompt_lookup
 from hpl.rollouts import rollout_states
 from hpl.sft import train_sft
 from hpl.step_level import expert_state
@@ -89,6 +89,16 @@ class CountingForwards:
         policy.model.forward = counted
 
 
+def test_prefill_groups_split_only_rows_far_apart_in_new_tokens():
+    # turns that add an observation each: one forward
+    assert prefill_groups([900, 950, 1000, 1020], [40, 60, 55, 70]) == [[0, 1, 2, 3]]
+    # a new episode's whole prompt beside them: its own forward (one forward would pad all to 600 tokens)
+    assert prefill_groups([900, 950, 0, 1020], [40, 60, 600, 70]) == [[0, 1, 3], [2]]
+    # two rows only, cheap either way: not worth a second forward and the merge
+    assert prefill_groups([10, 0], [2, 30]) == [[0, 1]]
+    assert prefill_groups([5], [7]) == [[0]]
+
+
 @pytest.fixture(scope="module")
 def trained(alfworld_data, tmp_path_factory):
     """A tiny model after a few epochs of SFT on real handcoded ALFWorld trajectories (small enough to
@@ -149,3 +159,39 @@ def test_rollouts_of_one_state_share_its_prefix_and_equal_the_reencoding_path(tr
         results[name] = {r.state.key: [(x.reward, x.turns) for x in r.rollouts] for r in done}
     assert results["cache"] == results["re-encoding"] == results["cache+lookahead"]
     assert len({str(turns) for rollouts in results["cache"].values() for _, turns in rollouts}) > 2  # sampled
+
+
+def test_ragged_prefill_gives_the_replies_of_one_padded_forward(trained):
+    """Rows far apart in new tokens (continuing conversations beside new long prompts) are encoded in
+    separate forwards and merged into one cache; the replies and stored prefixes are those of the single
+    padded forward (float64, greedy), on the expert conversations' real token ids."""
+    path, records = trained
+    policy = _policy(path)
+    texts = ["\n".join(turn["value"] for turn in record["conversations"]) for record in records[:6]]
+    ids = [policy.tokenizer(text)["input_ids"] for text in texts]
+    model, pad, stops = policy.model, policy.tokenizer.pad_token_id, policy.stop_ids
+
+    def run(rows, ragged):
+        return decode(
+            model,
+            rows,
+            max_new_tokens=12,
+            pad_id=pad,
+            stop_ids=stops,
+            processors=[[] for _ in rows],
+            ragged=ragged,
+        )
+
+    _, entries = run([(None, 0, prompt[:300]) for prompt in ids[:4]], ragged=False)
+    rows = [(entry, len(entry.ids), prompt[: len(entry.ids) + 5]) for entry, prompt in zip(entries, ids)]
+    rows += [(None, 0, ids[4][:700]), (entries[0], 100, ids[5][:400])]  # new, and a short shared prefix
+    assert len(prefill_groups([n for _, n, _ in rows], [len(p) - n for _, n, p in rows])) > 1
+    padded, padded_entries = run(rows, ragged=False)
+    split, split_entries = run(rows, ragged=True)
+    assert split == padded
+    assert any(len(reply) > 3 for reply in split)
+    for a, b in zip(split_entries, padded_entries):
+        assert a.ids.tolist() == b.ids.tolist()
+        for (ka, va), (kb, vb) in zip(a.kv, b.kv):
+            torch.testing.assert_close(ka, kb)
+            torch.testing.assert_close(va, vb)
