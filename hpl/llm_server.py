@@ -176,6 +176,19 @@ def serve_command(engine: str, model: str, host: str, port: int, dtype: str = "f
     ]  # fmt: skip
 
 
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of the group `pgid` is left (True), or `timeout` seconds (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 class LocalLLMServer:
     """An OpenAI-compatible server (`transformers serve`, or `vllm serve` with engine="vllm") pinned to
     one checkpoint folder, on 127.0.0.1, as a managed subprocess.
@@ -280,6 +293,10 @@ class LocalLLMServer:
             except subprocess.TimeoutExpired:
                 self._signal_group(process, signal.SIGKILL)
                 process.wait(timeout=grace)
+        if process is not None and not _group_gone(process.pid, grace):
+            # the leader exited before the rest of its group (server workers): they go too, whatever they do
+            self._signal_group(process, signal.SIGKILL)
+            _group_gone(process.pid, grace)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
