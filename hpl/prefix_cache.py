@@ -114,8 +114,8 @@ def decode(
     the confirmed tokens before it, so the reply is the one token-by-token decoding writes (up to the logits'
     last float bits), in fewer forwards. With `ragged`, rows whose numbers of new tokens are far apart (a
     new episode's whole prompt beside turns that add an observation) are encoded in separate forwards
-    (`prefill_groups`), since one forward pads every row to the longest. Returns each row's reply tokens (up to and including the token that
-    ended it) and its new entry (prompt plus the reply tokens the model has encoded: all but the last).
+    (`prefill_groups`), since one forward pads every row to the longest. Returns each row's reply tokens
+    (up to and including the token that ended it) and its new entry (prompt plus the reply tokens the model has encoded: all but the last).
     """
     import torch
 
@@ -130,12 +130,8 @@ def decode(
         # every slot this call can reach, reserved at once: a forward then writes its keys and values in
         # place, where DynamicLayer copies the whole cache to append; a forward feeds <= 1 + lookahead slots
         capacity = past + width + max_new_tokens * (1 + lookahead)
-        cache, logits = _prefill(model, rows, suffixes, capacity, pad_id, argument)
-        slots = [  # per row: the cache slots holding its real tokens, in order
-            [*range(past - n, past), *range(past + width - len(s), past + width)]
-            for n, s in zip(reused, suffixes)
-        ]
-        used = past + width
+        cache, logits, slots = _prefill(model, rows, suffixes, capacity, pad_id, argument)
+        used = past + width  # slots written so far
     else:  # rows far apart in new tokens: each group its own forward, then one cache, right-aligned
         totals = [n + len(s) for n, s in zip(reused, suffixes)]
         used = max(totals)
@@ -150,7 +146,7 @@ def decode(
     replies: list[list[int]] = [[] for _ in range(batch)]
     live = list(range(batch))
     drafts: list[list[int]] = [[] for _ in range(batch)]
-    next_position = [n + len(s) for n, s in zip(reused, suffixes)]  # `used`: slots written so far
+    next_position = [n + len(s) for n, s in zip(reused, suffixes)]
 
     def choose(row: int, logits) -> bool:
         """Append the row's next token from `logits`; True when that ends the reply."""
@@ -239,9 +235,9 @@ def prefill_groups(
 
 
 def _prefill(model, rows, suffixes, capacity: int | None, pad_id: int, argument: str):
-    """(cache, logits): a reserved cache of `capacity` slots (None: just enough) holding `rows`' stored
+    """(cache, logits, slots): a reserved cache of `capacity` slots (None: just enough) holding `rows`' stored
     prefixes (left-padded to the longest), then their new tokens (left-padded to the longest) encoded by one
-    forward, and the logits of each row's last position."""
+    forward; the logits of each row's last position; per row, the slots holding its real tokens, in order."""
     import torch
     from transformers import DynamicCache
 
@@ -253,15 +249,18 @@ def _prefill(model, rows, suffixes, capacity: int | None, pad_id: int, argument:
     if past:
         _fill_past(cache.layers, rows, past)
     ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in suffixes], device=device)
+    slots = [
+        [*range(past - n, past), *range(past + width - len(s), past + width)]
+        for n, s in zip(reused, suffixes)
+    ]
     mask = torch.zeros(len(rows), past + width, dtype=torch.long, device=device)
-    for row, (n, s) in enumerate(zip(reused, suffixes)):
-        mask[row, past - n : past] = 1
-        mask[row, past + width - len(s) :] = 1
+    for row, real in enumerate(slots):
+        mask[row, real] = 1
     positions = torch.tensor(
         [[0] * (width - len(s)) + list(range(n, n + len(s))) for n, s in zip(reused, suffixes)], device=device
     )
     with torch.no_grad():
-        return cache, _logits(model, ids, mask, positions, cache, argument, keep=1)
+        return cache, _logits(model, ids, mask, positions, cache, argument, keep=1), slots
 
 
 def _prefill_ragged(model, rows, suffixes, groups, capacity: int, used: int, pad_id: int, argument: str):
@@ -274,22 +273,17 @@ def _prefill_ragged(model, rows, suffixes, groups, capacity: int, used: int, pad
     cache.layers = [_reserved_layer()(capacity) for _ in cache.layers]
     logits = [None] * len(rows)
     for group in groups:
-        part, part_logits = _prefill(
+        part, part_logits, part_slots = _prefill(
             model, [rows[r] for r in group], [suffixes[r] for r in group], None, pad_id, argument
         )
-        past = max(rows[r][1] for r in group)
-        width = max(len(suffixes[r]) for r in group)
         for layer, small in zip(cache.layers, part.layers):
             if not layer.is_initialized:
                 layer.reserve(small.keys[0], len(rows))
             for big_buffer, small_buffer in zip(layer.buffers, small.buffers):
                 for i, row in enumerate(group):
-                    n, new = rows[row][1], len(suffixes[row])
-                    big_buffer[row, :, : used - n - new] = 0
-                    big_buffer[row, :, used - n - new : used - new] = small_buffer[i, :, past - n : past]
-                    big_buffer[row, :, used - new : used] = small_buffer[
-                        i, :, past + width - new : past + width
-                    ]
+                    real = torch.tensor(part_slots[i], device=small_buffer.device)
+                    big_buffer[row, :, : used - len(real)] = 0
+                    big_buffer[row, :, used - len(real) : used] = small_buffer[i].index_select(1, real)
         for i, row in enumerate(group):
             logits[row] = part_logits[i]
     for layer in cache.layers:
