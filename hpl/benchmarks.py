@@ -139,6 +139,11 @@ def _webshop_expert(data_dir: Path, task_ids: list[str], settings: dict, on_reco
     return card
 
 
+def _webshop_options(settings: dict) -> dict:
+    """What admissible decoding lets a search query say (config `webshop.search_words`; default free)."""
+    return {"search_words": settings.get("search_words", "free")}
+
+
 def _webshop_mirror_files() -> tuple[str, ...]:
     from hpl.webshop.catalogue import REQUIRED_FILES
 
@@ -236,6 +241,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         train_split="train",
         prepare=_prepare_webshop,
         expert=_webshop_expert,
+        env_options=_webshop_options,
         environment="hpl.webshop.env:WebShopEnv",
         code=("webshop/*.py",),
         mirror_files=_webshop_mirror_files,

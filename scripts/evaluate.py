@@ -27,6 +27,7 @@ data_dir = read_json(smk.input.manifest)["data_dir"]
 
 make_env = env_factory(bench, data_dir, episodes.section(smk.config, bench.name))
 probe = make_env()
+variant = probe.admissible_variant  # named with the mode in table1 (Actions)
 tasks = select_tasks(probe.task_ids(split), smk.params.tasks, seed=0)
 tasks = shard(tasks, *job_shard(smk.wildcards))  # all of them unless this is a shard job
 probe.close()
@@ -37,6 +38,8 @@ log.info("%s/%s: %d episodes, %d already done", bench.name, split, len(tasks), l
 if todo:
     with eval_policy(smk.params.checkpoint, gen, server_log=smk.log[0] + ".server") as policy:
         mode = "admissible" if wants_admissible(policy) else "free"  # named in table1 (Actions)
+        if mode == "admissible" and variant:
+            mode += f" ({variant})"
         play(
             make_env,
             policy,

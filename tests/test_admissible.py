@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hpl import react
-from hpl.admissible import AdmissibleActions, action_trie, lexicon_admits
+from hpl.admissible import AdmissibleActions, FreeArgument, action_trie, lexicon_admits
 from hpl.chat import generation_prompt
 from hpl.envs import make_env
 from hpl.models import build_tiny_model, conversation_texts, stop_token_ids, train_tokenizer
@@ -254,3 +254,40 @@ def test_an_untrained_policy_names_only_its_databases_tables(
         assert lexicon.extend(lexicon.start(), whole_words) is not None, action
     observations = [turn["value"] for e in episodes for turn in e.conversations[4::2]]
     assert not [o for o in observations if re.search(r"Table '[^']+' doesn't exist", o)]
+
+
+@pytest.fixture(scope="module")
+def webshop_instruction_words(webshop_mirror):
+    return make_env("webshop", data_dir=webshop_mirror, search_words="instruction")
+
+
+def test_expert_searches_pass_the_instruction_word_constraint(
+    webshop_instruction_words, webshop_expert, webshop_tokenizer
+):
+    """The oracle's query is the lowercased instruction: under `search_words: instruction` the path the
+    model was trained on stays allowed, token by token, for every expert turn (searches and clicks)."""
+    env = webshop_instruction_words
+    turns = [t for record in webshop_expert for t in _replayed_turns(env, record)]
+    searches = [(a, reply) for a, reply in turns if react.parse_action(reply).startswith("search[")]
+    assert len(searches) == len(webshop_expert)
+    assert all(isinstance(a[0], FreeArgument) and a[0].lexicon is not None for a, _ in searches)
+    failed = [
+        reply for admissible, reply in turns if not _allowed_all_the_way(webshop_tokenizer, reply, admissible)
+    ]
+    assert failed == []
+
+
+def test_a_search_outside_the_instruction_is_stopped(webshop_instruction_words, webshop_tokenizer):
+    env = webshop_instruction_words
+    env.reset(env.task_ids("test")[0])
+    admissible = env.admissible_actions()
+    words = re.findall(r"[a-z0-9]+", env.goal.instruction_text.lower())
+    once = next(w for w in words[1:] if words.count(w) == 1 and w.isalpha() and w != words[0])
+    assert _allowed_all_the_way(
+        webshop_tokenizer, f"Thought: t\nAction: search[{words[0]} {once}]", admissible
+    )
+    assert not _allowed_all_the_way(webshop_tokenizer, "Thought: t\nAction: search[zzyzx]", admissible)
+    # a word no more often than the instruction says it
+    assert not _allowed_all_the_way(
+        webshop_tokenizer, f"Thought: t\nAction: search[{once} {once}]", admissible
+    )

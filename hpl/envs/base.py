@@ -63,6 +63,9 @@ class Environment(abc.ABC):
     #: the human turn that answers a reply without an action, where the anchors print their own (else the
     #: prefixed observation of the empty action the runner sends)
     no_action_turn: ClassVar[str | None] = None
+    #: what this environment's admissible actions constrain beyond the listed ones (e.g. WebShop's
+    #: "instruction-word search"), named with the mode in table1's Actions column; "" for nothing more
+    admissible_variant: str = ""
 
     def __init__(self) -> None:
         self._task_id: str | None = None

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpl.admissible import FreeArgument
 from hpl.envs.base import BenchmarkError, Environment, StepResult
 from hpl.webshop.catalogue import Catalogue, load_catalogue
 from hpl.webshop.goals import DEFAULT_NUM_TEST_GOALS, DEFAULT_SEED, Goal, GoalSet, build_goals
+from hpl.webshop.lexicon import CLOSE, instruction_words
 from hpl.webshop.pages import DONE, SEARCH, PageState, Shop
 from hpl.webshop.search import SearchEngine, search_engine
 
@@ -40,6 +42,8 @@ Your response should use the following format:
 
 Thought: I think ...
 Action: click[something]"""
+# what a search query may say under admissible decoding: anything, or only the instruction's words
+SEARCH_WORDS = ("free", "instruction")
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,16 @@ class WebShopEnv(Environment):
         seed: int = DEFAULT_SEED,
         num_test_goals: int = DEFAULT_NUM_TEST_GOALS,
         max_turns: int = 10,
+        search_words: str = "free",
     ) -> None:
         super().__init__()
-        self.max_turns = max_turns
+        if search_words not in SEARCH_WORDS:
+            raise ValueError(
+                f"webshop.search_words: {search_words!r} is not one of {', '.join(SEARCH_WORDS)}"
+            )
+        self.max_turns, self.search_words = max_turns, search_words
+        # how admissible decoding treats the query, for table1's Actions column
+        self.admissible_variant = "" if search_words == "free" else "instruction-word search"
         self.catalogue: Catalogue = load_catalogue(data_dir)
         self.goals: GoalSet = build_goals(self.catalogue, seed=seed, num_test_goals=num_test_goals)
         self.engine: SearchEngine = search_engine(self.catalogue)
@@ -119,6 +130,8 @@ class WebShopEnv(Environment):
 
     def admissible_actions(self) -> list[str]:
         if self._state.page == SEARCH:
+            if self.search_words == "instruction":  # the query's words are the goal's (hpl.webshop.lexicon)
+                return [FreeArgument("search[", CLOSE, instruction_words(self.goal.instruction_text))]
             return ["search[...]"]
         if self._state.page == DONE:
             return []
