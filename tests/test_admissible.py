@@ -156,6 +156,22 @@ def test_free_prefix_leaves_the_search_text_free(webshop_tokenizer):
     assert trie.walk(webshop_tokenizer.encode(" click[x]", add_special_tokens=False))[0] is None
 
 
+def test_a_free_search_cannot_open_a_bracket(webshop_tokenizer):
+    """A "[" inside `search[...]` unbalances the brackets, which WebShop refuses: no token holding one is
+    allowed in the free text (the tiny model wrote "search[... b black [SEP]" in 4% of its searches)."""
+    processor = AdmissibleActions(webshop_tokenizer, [["search[...]"]], 0, stop_token_ids(webshop_tokenizer))
+    ids = webshop_tokenizer.encode("Thought: t\nAction: search[red shoes", add_special_tokens=False)
+    for k in range(1, len(ids) + 1):  # the processor follows a reply token by token
+        scores = processor(torch.tensor([ids[:k]]), torch.zeros(1, len(webshop_tokenizer)))[0]
+    texts = [webshop_tokenizer.decode([i]) for i in range(len(webshop_tokenizer))]
+    bracketed = [i for i, text in enumerate(texts) if "[" in text]
+    assert bracketed and all(scores[i] == float("-inf") for i in bracketed)
+    assert torch.isfinite(scores[webshop_tokenizer.encode(" under", add_special_tokens=False)[0]])
+    assert not _allowed_all_the_way(
+        webshop_tokenizer, "Thought: t\nAction: search[red [SEP]", ["search[...]"]
+    )
+
+
 def test_an_untrained_policy_plays_webshop_without_an_invalid_action(
     tmp_path, webshop_mirror, webshop, webshop_expert
 ):
