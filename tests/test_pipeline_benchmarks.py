@@ -1,13 +1,16 @@
 """End to end on WebShop and InterCode-SQL: the same rules with one benchmark (CI scale, SFT and ETO rows)."""
 
 import csv
+import re
 import subprocess
 import sys
 
 import pytest
 
+from hpl.admissible import lexicon_admits
 from hpl.io import read_jsonl
 from hpl.mirror import PROJECT_ROOT
+from hpl.webshop.lexicon import instruction_words
 
 pytestmark = pytest.mark.slow
 
@@ -54,4 +57,14 @@ def test_benchmark_columns_of_table1(tmp_path, bench):
     assert len(experts) >= 6 and all(e["reward"] >= 0.8 for e in experts)
     episodes = read_jsonl(tmp_path / f"results/{bench}/tiny/eval/sft/seed0/test.jsonl")
     assert len(episodes) == 2 and all(1 <= e["turns"] <= 10 for e in episodes)
+    if bench == "webshop":  # the embedded default's search_words reaches the environment and the table
+        assert all(r["Actions"] == "admissible (instruction-word search)" for r in rows)
+        for episode in episodes:
+            instruction = episode["conversations"][2]["value"].split(" [SEP] ")[2]
+            searches = [a[len("search[") :] for a in episode["actions"] if a and a.startswith("search[")]
+            assert searches
+            for query in searches:  # the reply budget may close a query inside its last word
+                closed = lexicon_admits(instruction_words(instruction), query)
+                words = re.findall(r"[a-z0-9]+", query.lower())[:-1]
+                assert closed or set(words) <= set(re.findall(r"[a-z0-9]+", instruction.lower()))
     assert _server_processes(tmp_path) == []  # every job's SQL server stopped with its job
