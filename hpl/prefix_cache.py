@@ -115,7 +115,8 @@ def decode(
     last float bits), in fewer forwards. With `ragged`, rows whose numbers of new tokens are far apart (a
     new episode's whole prompt beside turns that add an observation) are encoded in separate forwards
     (`prefill_groups`), since one forward pads every row to the longest. Returns each row's reply tokens
-    (up to and including the token that ended it) and its new entry (prompt plus the reply tokens the model has encoded: all but the last).
+    (up to and including the token that ended it) and its new entry (prompt plus the reply tokens the
+    model has encoded: all but the last).
     """
     import torch
 
@@ -276,12 +277,13 @@ def _prefill_ragged(model, rows, suffixes, groups, capacity: int, used: int, pad
         part, part_logits, part_slots = _prefill(
             model, [rows[r] for r in group], [suffixes[r] for r in group], None, pad_id, argument
         )
+        reals = [torch.tensor(slots, device=part_logits.device) for slots in part_slots]  # once per group
         for layer, small in zip(cache.layers, part.layers):
             if not layer.is_initialized:
                 layer.reserve(small.keys[0], len(rows))
             for big_buffer, small_buffer in zip(layer.buffers, small.buffers):
                 for i, row in enumerate(group):
-                    real = torch.tensor(part_slots[i], device=small_buffer.device)
+                    real = reals[i]
                     big_buffer[row, :, : used - len(real)] = 0
                     big_buffer[row, :, used - len(real) : used] = small_buffer[i].index_select(1, real)
         for i, row in enumerate(group):

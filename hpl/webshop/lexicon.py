@@ -22,17 +22,16 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CLOSE = "]"
 MAX_GAP = 3  # characters between two words (" & ")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-@dataclass(frozen=True)
-class QueryState:
+class QueryState(NamedTuple):  # a tuple: built per character of every token scanned, cheaply
     word: str = ""  # the word being written, lowercased
-    used: tuple[tuple[str, int], ...] = ()  # finished words and how often each was used, sorted
+    left: tuple[int, ...] = ()  # per instruction word (InstructionWords.words order): uses left
     gap: str = ""  # the characters written since the last word
     closed: bool = False
 
@@ -42,15 +41,19 @@ class InstructionWords:
 
     def __init__(self, instruction: str) -> None:
         text = instruction.lower()
-        self.counts = Counter(_WORD.findall(text))
-        self.completions: dict[str, frozenset[str]] = {}  # a word's start -> the words it can become
-        for word in self.counts:
+        counts = Counter(_WORD.findall(text))
+        self.words = {word: i for i, word in enumerate(counts)}  # word -> its index in `left`
+        self.uses = tuple(counts.values())  # a new query's `left`
+        self.completions: dict[str, tuple[int, ...]] = {}  # a word's start -> the words it can become
+        for word, i in self.words.items():
             for n in range(1, len(word) + 1):
-                self.completions[word[:n]] = self.completions.get(word[:n], frozenset()) | {word}
+                self.completions[word[:n]] = (*self.completions.get(word[:n], ()), i)
         self.between = frozenset(c for c in text if not c.isalnum() and c not in "\r\n[]") | {" "}
+        # (state, character) -> next state: a scan of the vocabulary repeats the same first steps per token
+        self._steps: dict[tuple[QueryState, str], QueryState | None] = {}
 
     def start(self) -> QueryState:
-        return QueryState()
+        return QueryState(left=self.uses)
 
     def closed(self, state: QueryState) -> bool:
         return state.closed
@@ -60,31 +63,31 @@ class InstructionWords:
         for char in text:
             if state is None or state.closed:
                 return None
-            state = self._step(state, char.lower())
+            key = (state, char)
+            if key not in self._steps:
+                self._steps[key] = self._step(state, char.lower())
+            state = self._steps[key]
         return state
 
-    def _left(self, word: str, used: dict[str, int]) -> bool:
-        return used.get(word, 0) < self.counts[word]
-
     def _step(self, state: QueryState, char: str) -> QueryState | None:
-        used = dict(state.used)
+        left = state.left
         if char.isascii() and char.isalnum():
             word = state.word + char
-            if not any(self._left(w, used) for w in self.completions.get(word, ())):
+            if not any(left[i] for i in self.completions.get(word, ())):
                 return None
-            return QueryState(word, state.used)
+            return QueryState(word, left)
         if state.word:  # the word ends here: it must be whole and not used up
-            if state.word not in self.counts or not self._left(state.word, used):
+            i = self.words.get(state.word)
+            if i is None or not left[i]:
                 return None
-            used[state.word] = used.get(state.word, 0) + 1
+            left = (*left[:i], left[i] - 1, *left[i + 1 :])
         elif char != CLOSE and (len(state.gap) >= MAX_GAP or state.gap.endswith(char)):
             return None
-        finished = tuple(sorted(used.items()))
         if char == CLOSE:
-            return QueryState(used=finished, closed=True) if finished else None
+            return QueryState(left=left, closed=True) if left != self.uses else None  # a word was written
         if char not in self.between:
             return None
-        return QueryState(used=finished, gap=state.gap + char if not state.word else char)
+        return QueryState(left=left, gap=state.gap + char if not state.word else char)
 
 
 @functools.lru_cache(maxsize=4096)
