@@ -256,7 +256,9 @@ class AdmissibleActions:
         if self.budget is not None and n >= self.budget - len(close_ids) - 1:
             return True, close_ids[:1]
         if lexicon is not None:
-            return True, lexicon_tokens(self.tokenizer, lexicon, state)
+            # a lexicon state no token continues (none is known; a lexicon must not allow one) closes the
+            # argument, as the budget would, instead of masking every token
+            return True, lexicon_tokens(self.tokenizer, lexicon, state) or close_ids[:1]
         forbidden = self.turn_end + (close_ids[:1] if not text.strip() else [])  # no empty argument
         return False, forbidden + tokens_with(self.tokenizer, free.excluded)
 

@@ -227,7 +227,7 @@ def test_intercode_sql_expert_queries_pass_the_lexicon(intercode_turns):
     no_table = [(a, reply) for a, reply, obs in queries if re.search(r"Table '[^']+' doesn't exist", obs)]
     assert len(ran) >= 1500 and len(no_table) >= 100
     refused = [reply for a, reply in ran if not _query_admitted(a, reply)]
-    assert len(refused) <= 0.02 * len(ran), refused  # measured: 19 of 1,948
+    assert len(refused) <= 0.02 * len(ran), refused  # measured: 22 of 1,947
     assert not [reply for a, reply in no_table if _query_admitted(a, reply)]
 
 
@@ -268,8 +268,15 @@ def test_an_untrained_policy_names_only_its_databases_tables(
         whole_words = re.sub(r"[A-Za-z0-9_]*`*\s*$", "", action[len("```sql") :])
         lexicon = lexicons[task]
         assert lexicon.extend(lexicon.start(), whole_words) is not None, action
-    observations = [turn["value"] for e in episodes for turn in e.conversations[4::2]]
-    assert not [o for o in observations if re.search(r"Table '[^']+' doesn't exist", o)]
+    # a query the budget cut may end inside a table's name (a random model rarely completes a query of the
+    # grammar); a query that closed on its own names tables of its database only
+    no_table = [
+        (e.task_id, action)
+        for e in episodes
+        for action, turn in zip(e.actions, e.conversations[4::2])
+        if re.search(r"Table '[^']+' doesn't exist", turn["value"])
+    ]
+    assert not [a for task, a in no_table if lexicon_admits(lexicons[task], a[len("```sql") :])]
 
 
 @pytest.fixture(scope="module")
