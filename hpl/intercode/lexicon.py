@@ -324,18 +324,11 @@ def _next_roles(parse: tuple[int, ...]) -> tuple[bool, bool, bool, frozenset[str
 
 def _grammar_allows(word: str, parse: tuple[int, ...]) -> bool:
     """Whether a word beginning so may come next: a number, a name, or one of the grammar's keywords."""
-    numbers, names, keyword_prefixes = _next_words(parse)
     if word[0].isdigit():
-        return numbers
-    return names or word.lower() in keyword_prefixes
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def _next_words(parse: tuple[int, ...]) -> tuple[bool, bool, frozenset[str]]:
-    """(a number may come, a name may come, the prefixes of the keywords that may come), lowercase."""
-    allowed = grammar.accepts(parse)
-    keywords = [k.lower() for k in allowed if k.lower() in grammar.KEYWORDS]
-    return grammar.NUMBER in allowed, grammar.NAME in allowed, _prefixes(keywords)
+        return grammar.NUMBER in grammar.accepts(parse)
+    names, _, _, keywords = _next_roles(parse)
+    low = word.lower()
+    return names or any(k.startswith(low) for k in keywords)
 
 
 def _extend_operator(state: QueryState, char: str) -> QueryState | None:
